@@ -1,0 +1,1 @@
+"""Samsar bots core."""

@@ -1,0 +1,285 @@
+"""The small value types that flow between adapters, core, the Samsar client and storage."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# --- who and where -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUser:
+    """A member as a platform sees them; `is_admin` is the adapter's verdict."""
+
+    platform: str  # "discord" | "slack" | "console"
+    user_id: str
+    workspace_id: str | None = None  # Discord guild, Slack team, console workspace
+    enterprise_id: str | None = None  # Slack Enterprise Grid org, when present
+    username: str | None = None
+    display_name: str | None = None
+    avatar_url: str | None = None
+    is_admin: bool = False
+
+    @property
+    def key(self) -> str:
+        """The stable identity of this person in our store (DESIGN decision 1)."""
+        if self.platform == "slack":
+            space = self.enterprise_id or self.workspace_id or "-"
+            return f"slack:{space}:{self.user_id}"
+        return f"{self.platform}:{self.user_id}"
+
+    @property
+    def label(self) -> str:
+        """A human name for messages."""
+        return self.display_name or self.username or self.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """Where a conversation lives: one Samsar session per thread (DESIGN decision 2)."""
+
+    platform: str
+    workspace_id: str  # "" when the platform has none (Discord DMs)
+    channel_id: str
+    thread_id: str  # Discord thread/DM channel id, Slack thread_ts, console session name
+
+    @property
+    def key(self) -> str:
+        """A stable string for locks and logs."""
+        return f"{self.platform}/{self.workspace_id}/{self.channel_id}/{self.thread_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIdentity:
+    """The Samsar `external_user` a chat user maps to."""
+
+    provider: str
+    external_user_id: str
+    external_company_id: str | None = None
+    username: str | None = None
+    display_name: str | None = None
+    avatar_url: str | None = None
+    metadata: Mapping[str, str] | None = None
+
+
+# --- what a member sends -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """An image the member attached, already fetched by the adapter."""
+
+    data: bytes
+    mime: str
+    filename: str = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """The `image_generation` tool settings for one call."""
+
+    size: str = "1024x1024"
+    quality: str = "auto"
+    format: str = "png"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One member action that may reach Samsar; `event_key` is stable across redeliveries."""
+
+    event_key: str
+    user: ChatUser
+    thread: ThreadRef
+    text: str
+    images: tuple[InputImage, ...] = ()
+
+
+# --- what Samsar answers -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """Credit figures from `x-credits-charged` / `x-credits-remaining` (None when absent)."""
+
+    charged: float | None = None
+    remaining: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """A decoded `image_generation_call` result."""
+
+    data: bytes
+    mime: str  # detected from magic bytes
+    extension: str  # "png" | "jpeg" | "webp" | "gif"
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What core asks of one assistant completion."""
+
+    session_id: str
+    text: str
+    images: tuple[InputImage, ...] = ()
+    developer_prompt: str | None = None  # sent as a `developer` message before the user's
+    image_tool: ImageOptions | None = None  # None: no tools at all
+    force_image: bool = False  # tool_choice {type: image_generation} instead of "auto"
+    max_output_tokens: int | None = None
+    previous_response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The assistant's answer: text, decoded images, response id and credits."""
+
+    response_id: str | None
+    text: str
+    images: tuple[GeneratedImage, ...]
+    credits: Credits
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A credit balance read from Samsar."""
+
+    remaining: float | None
+    credits: Credits = field(default_factory=Credits)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutLink:
+    """A Stripe checkout link for buying credits."""
+
+    url: str
+    credits: int
+    amount_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLink:
+    """A short-lived Samsar Studio login link."""
+
+    url: str
+    expires_at: str | None = None
+    expires_in_seconds: int | None = None
+
+
+# --- what core returns to adapters ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyImage:
+    """An image ready to attach: bytes, mime type, a file name and the revised prompt."""
+
+    data: bytes
+    mime: str
+    filename: str
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer an adapter renders into the thread."""
+
+    text: str
+    images: tuple[ReplyImage, ...] = ()
+    credits: Credits = field(default_factory=Credits)
+    session_id: str | None = None
+    turn_id: str | None = None
+    new_session: bool = False
+
+
+# --- stored state (repositories speak these, never table rows) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    """The mapping chat user → Samsar external user, and whether it was bootstrapped."""
+
+    user_key: str
+    platform: str
+    provider: str
+    external_user_id: str
+    workspace_id: str | None = None
+    display_name: str | None = None
+    bootstrapped_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSession:
+    """One thread's Samsar session, its owner and what was last sent to it."""
+
+    thread: ThreadRef
+    session_id: str
+    owner_key: str
+    owner_display: str | None = None
+    last_response_id: str | None = None
+    prompt_fingerprint: str | None = None  # of the admin prompt last sent; None: none sent
+    created_at: datetime | None = None
+
+
+class PromptScope(enum.StrEnum):
+    """Where an admin prompt applies."""
+
+    WORKSPACE = "workspace"
+    CHANNEL = "channel"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPrompt:
+    """An admin prompt for a workspace (channel_id "") or one channel."""
+
+    platform: str
+    workspace_id: str
+    channel_id: str  # "" for workspace scope
+    text: str
+    updated_by: str
+    updated_at: datetime | None = None
+
+    @property
+    def scope(self) -> PromptScope:
+        """Workspace when no channel is set."""
+        return PromptScope.CHANNEL if self.channel_id else PromptScope.WORKSPACE
+
+
+class TurnStatus(enum.StrEnum):
+    """The life of one turn in the ledger."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A ledger row: one member action, billed at most once (`turn_id` is the idempotency key)."""
+
+    turn_id: str
+    event_key: str
+    platform: str
+    thread_key: str
+    user_key: str
+    kind: str  # "ask" | "imagine"
+    status: TurnStatus = TurnStatus.PENDING
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    latency_ms: int | None = None
+    credits_charged: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One admin action, for the audit log."""
+
+    actor_key: str
+    action: str  # e.g. "prompt.set", "prompt.clear", "account_prompt.set"
+    platform: str
+    workspace_id: str
+    channel_id: str
+    detail: str
+    created_at: datetime | None = None
