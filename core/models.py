@@ -207,6 +207,7 @@ class StoredUser:
     workspace_id: str | None = None
     display_name: str | None = None
     bootstrapped_at: datetime | None = None
+    persona: str | None = None  # the member's own system prompt, as last set through the bot
 
 
 @dataclass(frozen=True, slots=True)

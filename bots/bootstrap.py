@@ -1,0 +1,88 @@
+"""The one wiring place: settings in, a ready conversation service (and its resources) out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from core.conversation.limits import InputLimits
+from core.conversation.service import ConversationConfig, ConversationService
+from core.models import ImageOptions
+from core.samsar.client import SamsarClient
+from core.samsar.retry import RetryPolicy
+from core.settings import Settings
+from sandbox.app import SandboxConfig, running_sandbox
+from storage.engine import default_database_url
+from storage.store import SqlStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+class MissingSetting(Exception):
+    """A setting the chosen command needs is not set."""
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """Everything a bot needs, alive for the duration of `wire()`."""
+
+    settings: Settings
+    service: ConversationService
+    store: SqlStore
+    samsar: SamsarClient
+    samsar_base_url: str
+
+
+def conversation_config(settings: Settings) -> ConversationConfig:
+    """The core's configuration from the settings."""
+    return ConversationConfig(
+        image=ImageOptions(
+            size=settings.image_size, quality=settings.image_quality, format=settings.image_format
+        ),
+        image_tool_on_ask=settings.image_tool_on_ask,
+        max_output_tokens=settings.max_output_tokens,
+        limits=InputLimits(
+            max_chars=settings.max_input_chars,
+            max_images=settings.max_input_images,
+            max_image_bytes=settings.max_input_image_bytes,
+        ),
+        admin_keys=settings.admin_user_keys,
+    )
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded SQLite file under DATA_DIR."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return default_database_url(str(settings.data_dir))
+
+
+@asynccontextmanager
+async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[App]:
+    """Open the store (migrated), the Samsar client (or an in-process sandbox) and the service."""
+    async with AsyncExitStack() as stack:
+        if sandbox:
+            local = await stack.enter_async_context(
+                running_sandbox(SandboxConfig(start_credits=settings.sandbox_start_credits))
+            )
+            base_url, api_key = local.base_url, local.api_key
+            log.info("sandbox started", extra={"base_url": base_url})
+        else:
+            if settings.samsar_api_key is None:
+                raise MissingSetting("SAMSAR_API_KEY")
+            base_url = settings.samsar_base_url
+            api_key = settings.samsar_api_key.get_secret_value()
+        store = await stack.enter_async_context(open_store(database_url(settings)))
+        samsar = await stack.enter_async_context(
+            SamsarClient(
+                api_key,
+                base_url,
+                timeout=settings.samsar_timeout,
+                completion_timeout=settings.samsar_completion_timeout,
+                retry=RetryPolicy(attempts=settings.samsar_retry_attempts),
+            )
+        )
+        service = ConversationService(samsar, store, conversation_config(settings))
+        yield App(settings, service, store, samsar, base_url)

@@ -1,0 +1,149 @@
+"""The `samsar-bot` command: console, run, sandbox, db upgrade, account prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Annotated
+
+import typer
+
+from bots.bootstrap import MissingSetting, database_url, wire
+from bots.console.bot import ConsoleBot
+from core.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
+prompt_app = typer.Typer(no_args_is_help=True, help="The Samsar account-level prompt.")
+app.add_typer(db_app, name="db")
+app.add_typer(prompt_app, name="prompt")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def console(
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Run against an in-process offline Samsar.")
+    ] = False,
+) -> None:
+    """Chat with the assistant in this terminal."""
+    settings = _settings()
+    if not sandbox:
+        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+
+    async def main() -> None:
+        async with wire(settings, sandbox=sandbox) as wired:
+            bot = ConsoleBot(
+                wired.service,
+                user_name=settings.console_user,
+                image_dir=settings.console_image_dir,
+            )
+            if sandbox:
+                bot.say(f"(offline sandbox at {wired.samsar_base_url})")
+            await bot.run()
+
+    try:
+        asyncio.run(main())
+    except MissingSetting as exc:
+        raise _fail(f"Set {exc} (or use --sandbox to run offline).") from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def run() -> None:
+    """Start every platform bot that has credentials."""
+    settings = _settings()
+    wanted = {
+        "Discord": settings.discord_token is not None,
+        "Slack": settings.slack_bot_token is not None
+        and (settings.slack_app_token is not None or settings.slack_signing_secret is not None),
+    }
+    if not any(wanted.values()):
+        raise _fail(
+            "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
+            "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
+        )
+    missing = [name for name, on in wanted.items() if on]
+    raise _fail(
+        f"The {' and '.join(missing)} adapter is not part of this build yet; "
+        "use `samsar-bot console` meanwhile."
+    )
+
+
+@app.command("sandbox")
+def sandbox_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    start_credits: Annotated[int, typer.Option(help="Credits of each new external user.")] = 100,
+) -> None:
+    """Run the offline Samsar sandbox alone."""
+    from sandbox.app import SandboxConfig, serve
+
+    _settings()
+    typer.echo(f"Sandbox on http://127.0.0.1:{port}/v1 (API key: sandbox-key)")
+    try:
+        asyncio.run(serve(port, config=SandboxConfig(start_credits=start_credits)))
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations to DATABASE_URL (or the embedded SQLite file)."""
+    from storage.engine import upgrade
+
+    settings = _settings()
+    asyncio.run(upgrade(database_url(settings)))
+    typer.echo("Database is up to date.")
+
+
+@prompt_app.command("set")
+def prompt_set(
+    account: Annotated[str, typer.Option("--account", help="The account-level prompt text.")],
+) -> None:
+    """Set the Samsar account-level prompt (applies to every member without a persona)."""
+    _account_prompt(account)
+    typer.echo("Account prompt set.")
+
+
+@prompt_app.command("clear")
+def prompt_clear(
+    account: Annotated[bool, typer.Option("--account", help="Clear the account prompt.")] = True,
+) -> None:
+    """Clear the Samsar account-level prompt."""
+    _account_prompt(None)
+    typer.echo("Account prompt cleared.")
+
+
+def _account_prompt(text: str | None) -> None:
+    settings = _settings()
+
+    async def main() -> None:
+        async with wire(settings) as wired:
+            await wired.service.admin.account_prompt_set(
+                "cli", text, event_key=uuid.uuid4().hex
+            )
+
+    try:
+        asyncio.run(main())
+    except MissingSetting as exc:
+        raise _fail(f"Set {exc} to change the account prompt.") from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

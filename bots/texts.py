@@ -1,0 +1,125 @@
+"""Every sentence a member or admin reads, in one place, for every platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import errors
+from core.models import Credits
+
+
+@dataclass(frozen=True, slots=True)
+class Commands:
+    """How each platform spells the commands a message may point to."""
+
+    buy: str = "/buy"
+    new_chat: str = "/chat"
+    reset: str = "/reset"
+
+
+def _credits_number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def credits_line(credits: Credits) -> str | None:
+    """The small line under an answer: what it cost and what is left."""
+    parts = []
+    if credits.charged is not None:
+        parts.append(f"{_credits_number(credits.charged)} credits used")
+    if credits.remaining is not None:
+        parts.append(f"{_credits_number(credits.remaining)} left")
+    return " · ".join(parts) if parts else None
+
+
+def balance_text(remaining: float | None) -> str:
+    """The answer to a credits command."""
+    if remaining is None:
+        return "Samsar did not say how many credits you have left. Try again in a moment."
+    return f"You have {_credits_number(remaining)} credits."
+
+
+def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
+    """One clear sentence or two for any error that ends a member's action."""
+    match error:
+        case errors.InsufficientCredits():
+            left = (
+                f" (you have {_credits_number(error.credits_remaining)} left)"
+                if error.credits_remaining is not None
+                else ""
+            )
+            return (
+                f"You're out of credits for this{left}. "
+                f"Buy more with `{commands.buy} <credits>` and try again."
+            )
+        case errors.RateLimited():
+            wait = f" in about {round(error.retry_after)} s" if error.retry_after else " in a minute"
+            return f"Samsar is busy right now (rate limited). Please try again{wait}."
+        case errors.SamsarTimeout():
+            return "Samsar took too long to answer. Nothing was lost; please try again."
+        case errors.SamsarUnreachable() | errors.UpstreamError():
+            return "Samsar is unavailable right now. Please try again in a few minutes."
+        case errors.AuthenticationFailed():
+            return "The bot's Samsar key was refused. Please tell the bot's operator."
+        case errors.MalformedResponse():
+            return "Samsar sent an answer the bot could not read. Please try again."
+        case errors.NotFound():
+            return (
+                "Samsar no longer knows this conversation. "
+                f"Start a new one with `{commands.reset}`."
+            )
+        case errors.BadRequest():
+            return f"Samsar refused this request: {_short(error.message)}"
+        case errors.NotThreadOwner():
+            owner = f" belongs to {error.owner_display}" if error.owner_display else " is not yours"
+            return (
+                f"This conversation{owner}. Start your own with `{commands.new_chat}` "
+                "or by mentioning me outside this thread."
+            )
+        case errors.NotAdmin():
+            return "Only workspace admins can change the assistant's instructions."
+        case errors.InputRejected():
+            return _input_rejected(error)
+        case _:
+            return "Something went wrong. Please try again."
+
+
+def _input_rejected(error: errors.InputRejected) -> str:
+    limit = error.limit
+    match error.reason:
+        case errors.InputRejected.EMPTY:
+            return "Your message is empty: write something for the assistant."
+        case errors.InputRejected.TOO_LONG:
+            return f"Your message is too long: the limit is {limit:,} characters."
+        case errors.InputRejected.TOO_MANY_IMAGES:
+            return f"Too many images: send at most {limit} per message."
+        case errors.InputRejected.IMAGE_TOO_LARGE:
+            size = f"{(limit or 0) / (1024 * 1024):.0f} MB"
+            return f"The image {error.detail or ''} is too large: the limit is {size}.".replace(
+                "  ", " "
+            )
+        case errors.InputRejected.IMAGE_UNREADABLE:
+            return "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
+        case _:
+            return f"That value is not valid: {error.detail or 'check the command'}."
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def duplicate_ignored() -> str:
+    """Logged (not shown) when a redelivered event is dropped."""
+    return "already answered"
+
+
+HELP_CONSOLE = """\
+Type a message to talk to the assistant in this conversation. Commands:
+  /imagine [--size WxH] [--quality auto|low|medium|high] [--format png|jpeg|webp] <prompt>
+  /reset                 start a fresh conversation
+  /credits               your credit balance
+  /buy <credits>         a checkout link to buy credits
+  /studio                a short-lived Samsar Studio login link
+  /persona set <text> | show | clear     your own system prompt
+  /prompt set [workspace|channel] <text> | show | clear [workspace|channel]   (admins)
+  /help                  this help
+  /quit                  leave"""

@@ -1,0 +1,74 @@
+"""All configuration, from the environment only (every variable is in `.env.example`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SAMSAR_BASE_URL = "https://api.samsar.one/v1"
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """The bot's settings; secrets are `SecretStr` so they never print."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    # Samsar
+    samsar_api_key: SecretStr | None = None
+    samsar_base_url: str = DEFAULT_SAMSAR_BASE_URL
+    samsar_timeout: float = Field(30.0, gt=0)
+    samsar_completion_timeout: float = Field(180.0, gt=0)
+    samsar_retry_attempts: int = Field(3, ge=1, le=10)
+
+    # Storage
+    database_url: SecretStr | None = None
+    data_dir: Path = Path("./data")
+
+    # The assistant
+    image_tool_on_ask: bool = True
+    image_size: str = "1024x1024"
+    image_quality: str = "auto"
+    image_format: str = "png"
+    max_output_tokens: int | None = Field(None, gt=0)
+
+    # Input limits
+    max_input_chars: int = Field(8000, gt=0)
+    max_input_images: int = Field(4, ge=0)
+    max_input_image_bytes: int = Field(8 * 1024 * 1024, gt=0)
+
+    # Who is admin beyond what the platform says: user keys like discord:123, slack:T1:U2
+    admin_user_keys: CommaList = ()
+
+    # Platforms (used by `samsar-bot run`)
+    discord_token: SecretStr | None = None
+    discord_guild_ids: CommaList = ()
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_port: int = 3000
+
+    # Console bot
+    console_image_dir: Path = Path("./images")
+    console_user: str = "you"
+
+    # Sandbox (the offline Samsar)
+    sandbox_start_credits: int = Field(100, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("admin_user_keys", "discord_guild_ids", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("samsar_base_url")
+    @classmethod
+    def _trim_base_url(cls, value: str) -> str:
+        return value.rstrip("/")

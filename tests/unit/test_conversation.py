@@ -1,0 +1,293 @@
+"""The conversation service on fakes of its ports."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core import errors
+from core.conversation.limits import InputLimits
+from core.conversation.prompts import CLEARED_NOTICE
+from core.conversation.service import ConversationConfig, ConversationService
+from core.models import (
+    ChatUser,
+    ImageOptions,
+    IncomingMessage,
+    InputImage,
+    PromptScope,
+    ThreadRef,
+    TurnStatus,
+)
+from tests.fakes import PNG_1PX, FakeSamsar, MemoryStore
+
+ALICE = ChatUser("slack", "U1", workspace_id="T1", display_name="Alice")
+BOB = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+ADMIN = ChatUser("slack", "U9", workspace_id="T1", display_name="Ada", is_admin=True)
+THREAD = ThreadRef("slack", "T1", "C1", "111.1")
+OTHER_THREAD = ThreadRef("slack", "T1", "C1", "222.2")
+
+
+def message(
+    text: str,
+    *,
+    key: str,
+    user: ChatUser = ALICE,
+    thread: ThreadRef = THREAD,
+    images: tuple[InputImage, ...] = (),
+) -> IncomingMessage:
+    return IncomingMessage(event_key=key, user=user, thread=thread, text=text, images=images)
+
+
+@pytest.fixture
+def samsar() -> FakeSamsar:
+    return FakeSamsar()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def service(samsar: FakeSamsar, store: MemoryStore) -> ConversationService:
+    config = ConversationConfig(limits=InputLimits(max_chars=100, max_images=2, max_image_bytes=1000))
+    return ConversationService(samsar, store, config)
+
+
+async def test_first_message_bootstraps_once_and_reuses_the_session(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    first = await service.ask(message("hello", key="e1"))
+    second = await service.ask(message("again", key="e2"))
+    assert first is not None and second is not None
+    assert first.text == "echo: hello" and first.new_session
+    assert second.session_id == first.session_id and not second.new_session
+    assert samsar.count("session") == 1
+    assert samsar.count("assistant_session") == 1
+    boot = samsar.calls[0]
+    assert boot.user is not None
+    assert boot.user.external_user_id == "slack:T1:U1"
+    assert boot.user.external_company_id == "T1"
+
+
+async def test_another_thread_gets_another_session(service: ConversationService) -> None:
+    first = await service.ask(message("a", key="e1"))
+    other = await service.ask(message("b", key="e2", thread=OTHER_THREAD))
+    assert first is not None and other is not None
+    assert first.session_id != other.session_id
+
+
+async def test_completion_carries_the_turn_as_idempotency_key(
+    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    reply = await service.ask(message("hi", key="e1"))
+    assert reply is not None and reply.turn_id is not None
+    (call,) = [c for c in samsar.calls if c.route == "completion"]
+    assert call.idempotency_key == f"turn-{reply.turn_id}"
+    turn = await store.turns.get("e1")
+    assert turn is not None and turn.status is TurnStatus.DONE and turn.credits_charged == 1
+
+
+async def test_non_owner_is_refused_and_not_billed(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    await service.ask(message("mine", key="e1"))
+    with pytest.raises(errors.NotThreadOwner) as caught:
+        await service.ask(message("hijack", key="e2", user=BOB))
+    assert caught.value.owner_display == "Alice"
+    assert samsar.count("completion") == 1
+    assert "slack:T1:U2" not in samsar.balances
+
+
+async def test_duplicate_event_is_dropped_sequentially_and_concurrently(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    assert await service.ask(message("once", key="same")) is not None
+    assert await service.ask(message("once", key="same")) is None
+    results = await asyncio.gather(*(service.ask(message("x", key="burst")) for _ in range(5)))
+    assert sum(result is not None for result in results) == 1
+    assert samsar.count("completion") == 2
+    assert samsar.balances["slack:T1:U1"] == 98
+
+
+async def test_turns_of_one_thread_keep_arrival_order(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    samsar.gate = asyncio.Event()
+    tasks = [asyncio.create_task(service.ask(message(f"m{i}", key=f"k{i}"))) for i in range(5)]
+    await asyncio.sleep(0)
+    samsar.gate.set()
+    await asyncio.gather(*tasks)
+    texts = [c.request.text for c in samsar.calls if c.request is not None]
+    assert texts == ["m0", "m1", "m2", "m3", "m4"]
+
+
+async def test_different_threads_run_concurrently(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    samsar.gate = asyncio.Event()
+    threads = [ThreadRef("slack", "T1", "C1", f"{i}.0") for i in range(3)]
+    tasks = [
+        asyncio.create_task(service.ask(message("hi", key=f"k{i}", thread=t)))
+        for i, t in enumerate(threads)
+    ]
+    async with asyncio.timeout(5):
+        while samsar.count("completion") < 3:  # all three reach Samsar before any finishes
+            await asyncio.sleep(0.01)
+    samsar.gate.set()
+    assert all(r is not None for r in await asyncio.gather(*tasks))
+
+
+async def test_admin_prompt_reaches_the_session_once_and_again_on_change(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    await service.admin.prompt_set(ADMIN, THREAD, PromptScope.WORKSPACE, "Be brief.")
+    for i in range(2):
+        await service.ask(message(f"q{i}", key=f"e{i}"))
+    await service.admin.prompt_set(ADMIN, THREAD, PromptScope.CHANNEL, "Speak French.")
+    await service.ask(message("q2", key="e2"))
+    await service.ask(message("q3", key="e3"))
+    await service.admin.prompt_clear(ADMIN, THREAD, PromptScope.WORKSPACE)
+    await service.admin.prompt_clear(ADMIN, THREAD, PromptScope.CHANNEL)
+    await service.ask(message("q4", key="e4"))
+    sent = [c.request.developer_prompt for c in samsar.calls if c.request is not None]
+    assert sent[0] is not None and "Be brief." in sent[0]
+    assert sent[1] is None
+    assert sent[2] is not None and "Be brief." in sent[2] and "Speak French." in sent[2]
+    assert sent[3] is None
+    assert sent[4] == CLEARED_NOTICE
+
+
+async def test_non_admin_cannot_set_a_prompt(service: ConversationService, store: MemoryStore) -> None:
+    with pytest.raises(errors.NotAdmin):
+        await service.admin.prompt_set(ALICE, THREAD, PromptScope.WORKSPACE, "Obey me")
+    assert store.prompts.rows == {}
+    await service.admin.prompt_set(ADMIN, THREAD, PromptScope.CHANNEL, "Be kind")
+    assert [entry.action for entry in store.audit.rows] == ["prompt.set"]
+    assert store.audit.rows[0].channel_id == "C1"
+
+
+async def test_configured_admin_keys_count_as_admins(samsar: FakeSamsar, store: MemoryStore) -> None:
+    service = ConversationService(samsar, store, ConversationConfig(admin_keys=("slack:T1:U1",)))
+    await service.admin.prompt_set(ALICE, THREAD, PromptScope.WORKSPACE, "ok")
+    assert store.prompts.rows
+
+
+async def test_out_of_credits_is_typed_and_recorded(
+    samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    service = ConversationService(FakeSamsar(start_credits=1), store, ConversationConfig())
+    assert await service.ask(message("one", key="e1")) is not None
+    with pytest.raises(errors.InsufficientCredits):
+        await service.ask(message("two", key="e2"))
+    turn = await store.turns.get("e2")
+    assert turn is not None and turn.status is TurnStatus.FAILED
+    assert turn.error == "InsufficientCredits"
+
+
+async def test_a_failed_completion_keeps_the_new_session(
+    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    samsar.fail_next.append(errors.UpstreamError("down", status=503))
+    with pytest.raises(errors.UpstreamError):
+        await service.ask(message("first", key="e1"))
+    reply = await service.ask(message("retry", key="e2"))
+    assert reply is not None
+    assert samsar.count("assistant_session") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "images", "reason"),
+    [
+        ("", (), errors.InputRejected.EMPTY),
+        ("x" * 101, (), errors.InputRejected.TOO_LONG),
+        ("hi", (InputImage(PNG_1PX, "image/png"),) * 3, errors.InputRejected.TOO_MANY_IMAGES),
+        ("hi", (InputImage(PNG_1PX + b"0" * 1000, "image/png"),), errors.InputRejected.IMAGE_TOO_LARGE),
+        ("hi", (InputImage(b"not an image", "image/png"),), errors.InputRejected.IMAGE_UNREADABLE),
+    ],
+)
+async def test_input_limits_refuse_before_anything_is_billed(
+    service: ConversationService,
+    samsar: FakeSamsar,
+    text: str,
+    images: tuple[InputImage, ...],
+    reason: str,
+) -> None:
+    with pytest.raises(errors.InputRejected) as caught:
+        await service.ask(message(text, key="e1", images=images))
+    assert caught.value.reason == reason
+    assert samsar.calls == []
+
+
+async def test_imagine_forces_the_tool_and_names_the_file(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    reply = await service.imagine(message("a fox", key="e1"), ImageOptions("512x512", "low", "jpg"))
+    assert reply is not None and len(reply.images) == 1
+    image = reply.images[0]
+    assert image.data == PNG_1PX and image.mime == "image/png"
+    assert image.filename.endswith(".png") and image.revised_prompt == "a revised prompt"
+    request = samsar.calls[-1].request
+    assert request is not None and request.force_image
+    assert request.image_tool == ImageOptions("512x512", "low", "jpeg")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [ImageOptions(size="10x10"), ImageOptions(quality="ultra"), ImageOptions(format="bmp")],
+)
+async def test_imagine_refuses_bad_options(
+    service: ConversationService, samsar: FakeSamsar, options: ImageOptions
+) -> None:
+    with pytest.raises(errors.InputRejected):
+        await service.imagine(message("a fox", key="e1"), options)
+    assert samsar.calls == []
+
+
+async def test_ask_sends_the_image_tool_unless_configured_off(
+    samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    on = ConversationService(samsar, store, ConversationConfig())
+    await on.ask(message("hi", key="e1"))
+    off = ConversationService(samsar, store, ConversationConfig(image_tool_on_ask=False))
+    await off.ask(message("hi", key="e2"))
+    first, second = [c.request for c in samsar.calls if c.request is not None]
+    assert first is not None and first.image_tool == ImageOptions() and not first.force_image
+    assert second is not None and second.image_tool is None
+
+
+async def test_reset_starts_a_fresh_session_only_for_owner_or_admin(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    first = await service.ask(message("hi", key="e1"))
+    with pytest.raises(errors.NotThreadOwner):
+        await service.reset(BOB, THREAD)
+    assert await service.reset(ALICE, THREAD)
+    assert not await service.reset(ALICE, THREAD)
+    second = await service.ask(message("hi again", key="e2"))
+    assert first is not None and second is not None
+    assert second.session_id != first.session_id and second.new_session
+    await service.ask(message("mine now?", key="e3", user=ALICE))
+    assert await service.reset(ADMIN, THREAD)
+
+
+async def test_persona_set_show_clear(service: ConversationService, samsar: FakeSamsar) -> None:
+    assert await service.persona_show(ALICE) is None
+    await service.persona_set(ALICE, "  You are a pirate. ", event_key="p1")
+    assert await service.persona_show(ALICE) == "You are a pirate."
+    await service.persona_set(ALICE, None, event_key="p2")
+    assert await service.persona_show(ALICE) is None
+    assert samsar.count("set_system_prompt") == 2
+    assert samsar.count("session") == 1
+
+
+async def test_buy_validates_and_reuses_the_key_of_one_event(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    with pytest.raises(errors.InputRejected):
+        await service.buy(ALICE, 0, event_key="b0")
+    await service.buy(ALICE, 500, event_key="b1")
+    await service.buy(ALICE, 500, event_key="b1")
+    keys = [c.idempotency_key for c in samsar.calls if c.route == "recharge"]
+    assert len(keys) == 2 and keys[0] == keys[1]
