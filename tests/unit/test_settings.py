@@ -1,0 +1,36 @@
+"""Settings come from the environment, every one is documented, and secrets never print."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_in_env_example() -> None:
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_each_variable_in_env_example_has_a_comment_above() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"^[A-Z0-9_]+=", line):
+            assert lines[index - 1].startswith("#"), line
+
+
+def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMSAR_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("ADMIN_USER_KEYS", "discord:1, slack:T1:U2")
+    monkeypatch.setenv("SAMSAR_BASE_URL", "http://127.0.0.1:9/v1/")
+    settings = Settings()
+    assert settings.admin_user_keys == ("discord:1", "slack:T1:U2")
+    assert settings.samsar_base_url == "http://127.0.0.1:9/v1"
+    assert settings.samsar_api_key is not None
+    assert settings.samsar_api_key.get_secret_value() == "sk-very-secret"
+    assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in str(settings)
