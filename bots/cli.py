@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import uuid
 from typing import Annotated
 
 import typer
 
+from bots import logs
 from bots.bootstrap import MissingSetting, database_url, wire
 from bots.console.bot import ConsoleBot
 from core.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Locals are never shown in tracebacks: they may hold secrets.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 prompt_app = typer.Typer(no_args_is_help=True, help="The Samsar account-level prompt.")
 app.add_typer(db_app, name="db")
@@ -22,10 +27,7 @@ app.add_typer(prompt_app, name="prompt")
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(settings.log_level)
     return settings
 
 
@@ -42,8 +44,9 @@ def console(
 ) -> None:
     """Chat with the assistant in this terminal."""
     settings = _settings()
-    if not sandbox:
-        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    if "LOG_LEVEL" not in os.environ:
+        # The terminal is the chat: keep routine log lines out of it unless asked for.
+        logging.getLogger().setLevel(logging.WARNING)
 
     async def main() -> None:
         async with wire(settings, sandbox=sandbox) as wired:

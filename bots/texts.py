@@ -25,7 +25,8 @@ def credits_line(credits: Credits) -> str | None:
     """The small line under an answer: what it cost and what is left."""
     parts = []
     if credits.charged is not None:
-        parts.append(f"{_credits_number(credits.charged)} credits used")
+        noun = "credit" if credits.charged == 1 else "credits"
+        parts.append(f"{_credits_number(credits.charged)} {noun} used")
     if credits.remaining is not None:
         parts.append(f"{_credits_number(credits.remaining)} left")
     return " · ".join(parts) if parts else None

@@ -1,0 +1,30 @@
+"""Log set-up: one line per event with its structured fields as key=value."""
+
+from __future__ import annotations
+
+import logging
+
+# Attributes every LogRecord has; anything else came in through `extra=`.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class FieldsFormatter(logging.Formatter):
+    """Appends the record's `extra` fields, sorted, as key=value pairs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if not fields:
+            return line
+        return line + " " + " ".join(f"{key}={fields[key]!r}" for key in sorted(fields))
+
+
+def configure(level: str) -> None:
+    """Log to stderr at `level` with structured fields."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(FieldsFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO; the Samsar client logs its own structured line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
