@@ -20,7 +20,7 @@ from storage.store import SqlStore, open_store
 log = logging.getLogger(__name__)
 
 
-class MissingSetting(Exception):
+class MissingSettingError(Exception):
     """A setting the chosen command needs is not set."""
 
 
@@ -71,7 +71,7 @@ async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[Ap
             log.info("sandbox started", extra={"base_url": base_url})
         else:
             if settings.samsar_api_key is None:
-                raise MissingSetting("SAMSAR_API_KEY")
+                raise MissingSettingError("SAMSAR_API_KEY")
             base_url = settings.samsar_base_url
             api_key = settings.samsar_api_key.get_secret_value()
         store = await stack.enter_async_context(open_store(database_url(settings)))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import logging
+import os
 import uuid
 from typing import Annotated
 
 import typer
 
 from bots import logs
-from bots.bootstrap import MissingSetting, database_url, wire
+from bots.bootstrap import MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
 from core.settings import Settings
 
@@ -61,7 +62,7 @@ def console(
 
     try:
         asyncio.run(main())
-    except MissingSetting as exc:
+    except MissingSettingError as exc:
         raise _fail(f"Set {exc} (or use --sandbox to run offline).") from None
     except KeyboardInterrupt:
         pass
@@ -98,10 +99,8 @@ def sandbox_command(
 
     _settings()
     typer.echo(f"Sandbox on http://127.0.0.1:{port}/v1 (API key: sandbox-key)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(port, config=SandboxConfig(start_credits=start_credits)))
-    except KeyboardInterrupt:
-        pass
 
 
 @db_app.command("upgrade")
@@ -137,13 +136,11 @@ def _account_prompt(text: str | None) -> None:
 
     async def main() -> None:
         async with wire(settings) as wired:
-            await wired.service.admin.account_prompt_set(
-                "cli", text, event_key=uuid.uuid4().hex
-            )
+            await wired.service.admin.account_prompt_set("cli", text, event_key=uuid.uuid4().hex)
 
     try:
         asyncio.run(main())
-    except MissingSetting as exc:
+    except MissingSettingError as exc:
         raise _fail(f"Set {exc} to change the account prompt.") from None
 
 

@@ -53,7 +53,9 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
                 f"Buy more with `{commands.buy} <credits>` and try again."
             )
         case errors.RateLimited():
-            wait = f" in about {round(error.retry_after)} s" if error.retry_after else " in a minute"
+            wait = (
+                f" in about {round(error.retry_after)} s" if error.retry_after else " in a minute"
+            )
             return f"Samsar is busy right now (rate limited). Please try again{wait}."
         case errors.SamsarTimeout():
             return "Samsar took too long to answer. Nothing was lost; please try again."

@@ -44,7 +44,7 @@ class SamsarPort(Protocol):
     async def set_user_prompt(
         self, user: ExternalIdentity, prompt: str | None, *, idempotency_key: str
     ) -> str | None:
-        """POST external_users/assistant/set_system_prompt; None clears. Returns the stored prompt."""
+        """POST external_users/assistant/set_system_prompt; None clears; returns what is stored."""
         ...
 
     async def credits(self, user: ExternalIdentity) -> Balance:
@@ -163,11 +163,17 @@ class ThreadLocks(Protocol):
 
 
 class Store(Protocol):
-    """Everything core keeps."""
+    """Everything core keeps (read-only members, so any implementing class fits)."""
 
-    users: UserRepository
-    sessions: SessionRepository
-    prompts: PromptRepository
-    turns: TurnLedger
-    audit: AuditLog
-    locks: ThreadLocks
+    @property
+    def users(self) -> UserRepository: ...
+    @property
+    def sessions(self) -> SessionRepository: ...
+    @property
+    def prompts(self) -> PromptRepository: ...
+    @property
+    def turns(self) -> TurnLedger: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def locks(self) -> ThreadLocks: ...

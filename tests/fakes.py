@@ -167,6 +167,13 @@ class FakeSamsar:
         self.start_credits = start_credits
         self.cost = cost
         self._ids = itertools.count(1)
+        self._arrived = asyncio.Event()
+
+    async def wait_for_completions(self, count: int) -> None:
+        """Wait until `count` completion calls have arrived (bounded by the caller's timeout)."""
+        while self.count("completion") < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def _record(self, route: str, user: ExternalIdentity | None, key: str | None) -> None:
         self.calls.append(Call(route, user, key))
@@ -199,6 +206,7 @@ class FakeSamsar:
         self, user: ExternalIdentity, request: CompletionRequest, *, idempotency_key: str
     ) -> Completion:
         self.calls.append(Call("completion", user, idempotency_key, request))
+        self._arrived.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.conversation.admin import AdminActions
@@ -44,10 +44,10 @@ MAX_BUY_CREDITS = 100_000
 class ConversationConfig:
     """How the assistant is called and what members may send."""
 
-    image: ImageOptions = ImageOptions()
+    image: ImageOptions = field(default_factory=ImageOptions)
     image_tool_on_ask: bool = True
     max_output_tokens: int | None = None
-    limits: InputLimits = InputLimits()
+    limits: InputLimits = field(default_factory=InputLimits)
     admin_keys: tuple[str, ...] = ()
 
 
@@ -111,7 +111,7 @@ class ConversationService:
             if not await self._store.turns.begin(turn):
                 log.info(
                     "duplicate event dropped",
-                    extra={"event_key": message.event_key, "thread": thread.key},
+                    extra={"event_key": message.event_key, "thread_key": thread.key},
                 )
                 return None
             started = self._clock()
@@ -126,7 +126,7 @@ class ConversationService:
                 )
                 log.info(
                     "turn failed",
-                    extra={"turn_id": turn.turn_id, "thread": thread.key, "error": repr(exc)},
+                    extra={"turn_id": turn.turn_id, "thread_key": thread.key, "error": repr(exc)},
                 )
                 raise
             latency = self._elapsed_ms(started)
@@ -140,7 +140,7 @@ class ConversationService:
                 "turn done",
                 extra={
                     "turn_id": turn.turn_id,
-                    "thread": thread.key,
+                    "thread_key": thread.key,
                     "kind": kind,
                     "latency_ms": latency,
                     "images": len(reply.images),
@@ -214,7 +214,7 @@ class ConversationService:
         )
         # Saved at once: a completion that fails after this keeps the thread on this session.
         await self._store.sessions.save(session)
-        log.info("session started", extra={"thread": message.thread.key})
+        log.info("session started", extra={"thread_key": message.thread.key})
         return session
 
     async def _ensure_user(self, user: ChatUser) -> ExternalIdentity:

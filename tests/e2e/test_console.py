@@ -1,4 +1,4 @@
-"""The console bot as a member uses it: a subprocess fed through stdin, on the in-process sandbox."""
+"""The console bot as a member uses it: a subprocess fed through stdin, on the sandbox."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ def thread(n: int = 1) -> ThreadRef:
     return ThreadRef("discord", "G1", "C1", f"T{n}")
 
 
-def msg(text: str, key: str, *, user: ChatUser = ALICE, where: ThreadRef | None = None) -> IncomingMessage:
+def msg(
+    text: str, key: str, *, user: ChatUser = ALICE, where: ThreadRef | None = None
+) -> IncomingMessage:
     return IncomingMessage(event_key=key, user=user, thread=where or thread(), text=text)
 
 
@@ -43,7 +45,9 @@ class Stack:
     store: SqlStore
 
     def completions(self) -> int:
-        return len([c for c in self.sandbox.state.calls_to("assistant/completion") if c.status == 200])
+        return len(
+            [c for c in self.sandbox.state.calls_to("assistant/completion") if c.status == 200]
+        )
 
     def balance(self, user: ChatUser) -> int:
         return self.sandbox.state.balance(user.platform, user.key)
@@ -83,7 +87,9 @@ async def test_a_thread_is_one_session_bootstrapped_once(stack: Stack) -> None:
 
 
 async def test_imagine_returns_a_decodable_png_of_the_asked_size(stack: Stack) -> None:
-    reply = await stack.service.imagine(msg("a red fox", "e1"), ImageOptions("640x480", "low", "png"))
+    reply = await stack.service.imagine(
+        msg("a red fox", "e1"), ImageOptions("640x480", "low", "png")
+    )
     assert reply is not None and len(reply.images) == 1
     image = reply.images[0]
     assert image.mime == "image/png" and image.filename.endswith(".png")

@@ -51,7 +51,9 @@ def store() -> MemoryStore:
 
 @pytest.fixture
 def service(samsar: FakeSamsar, store: MemoryStore) -> ConversationService:
-    config = ConversationConfig(limits=InputLimits(max_chars=100, max_images=2, max_image_bytes=1000))
+    config = ConversationConfig(
+        limits=InputLimits(max_chars=100, max_images=2, max_image_bytes=1000)
+    )
     return ConversationService(samsar, store, config)
 
 
@@ -132,9 +134,8 @@ async def test_different_threads_run_concurrently(
         asyncio.create_task(service.ask(message("hi", key=f"k{i}", thread=t)))
         for i, t in enumerate(threads)
     ]
-    async with asyncio.timeout(5):
-        while samsar.count("completion") < 3:  # all three reach Samsar before any finishes
-            await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):  # all three reach Samsar before any of them finishes
+        await samsar.wait_for_completions(3)
     samsar.gate.set()
     assert all(r is not None for r in await asyncio.gather(*tasks))
 
@@ -159,7 +160,9 @@ async def test_admin_prompt_reaches_the_session_once_and_again_on_change(
     assert sent[4] == CLEARED_NOTICE
 
 
-async def test_non_admin_cannot_set_a_prompt(service: ConversationService, store: MemoryStore) -> None:
+async def test_non_admin_cannot_set_a_prompt(
+    service: ConversationService, store: MemoryStore
+) -> None:
     with pytest.raises(errors.NotAdmin):
         await service.admin.prompt_set(ALICE, THREAD, PromptScope.WORKSPACE, "Obey me")
     assert store.prompts.rows == {}
@@ -168,15 +171,15 @@ async def test_non_admin_cannot_set_a_prompt(service: ConversationService, store
     assert store.audit.rows[0].channel_id == "C1"
 
 
-async def test_configured_admin_keys_count_as_admins(samsar: FakeSamsar, store: MemoryStore) -> None:
+async def test_configured_admin_keys_count_as_admins(
+    samsar: FakeSamsar, store: MemoryStore
+) -> None:
     service = ConversationService(samsar, store, ConversationConfig(admin_keys=("slack:T1:U1",)))
     await service.admin.prompt_set(ALICE, THREAD, PromptScope.WORKSPACE, "ok")
     assert store.prompts.rows
 
 
-async def test_out_of_credits_is_typed_and_recorded(
-    samsar: FakeSamsar, store: MemoryStore
-) -> None:
+async def test_out_of_credits_is_typed_and_recorded(samsar: FakeSamsar, store: MemoryStore) -> None:
     service = ConversationService(FakeSamsar(start_credits=1), store, ConversationConfig())
     assert await service.ask(message("one", key="e1")) is not None
     with pytest.raises(errors.InsufficientCredits):
@@ -203,7 +206,11 @@ async def test_a_failed_completion_keeps_the_new_session(
         ("", (), errors.InputRejected.EMPTY),
         ("x" * 101, (), errors.InputRejected.TOO_LONG),
         ("hi", (InputImage(PNG_1PX, "image/png"),) * 3, errors.InputRejected.TOO_MANY_IMAGES),
-        ("hi", (InputImage(PNG_1PX + b"0" * 1000, "image/png"),), errors.InputRejected.IMAGE_TOO_LARGE),
+        (
+            "hi",
+            (InputImage(PNG_1PX + b"0" * 1000, "image/png"),),
+            errors.InputRejected.IMAGE_TOO_LARGE,
+        ),
         ("hi", (InputImage(b"not an image", "image/png"),), errors.InputRejected.IMAGE_UNREADABLE),
     ],
 )

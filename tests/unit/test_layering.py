@@ -8,9 +8,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_FORBIDDEN = ("discord", "slack_bolt", "slack_sdk", "sqlmodel", "sqlalchemy", "storage", "bots", "sandbox", "aiohttp")
+CORE_FORBIDDEN = (
+    "discord",
+    "slack_bolt",
+    "slack_sdk",
+    "sqlmodel",
+    "sqlalchemy",
+    "storage",
+    "bots",
+    "sandbox",
+    "aiohttp",
+)
 ADAPTER_FORBIDDEN = ("storage", "sandbox", "core.samsar", "httpx", "sqlmodel", "sqlalchemy")
-WIRING = {"bootstrap.py", "cli.py"}
+WIRING = frozenset({"bootstrap.py", "cli.py"})
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -24,7 +34,9 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def offenders(folder: str, forbidden: tuple[str, ...], skip: set[str] = set()) -> list[str]:
+def offenders(
+    folder: str, forbidden: tuple[str, ...], skip: frozenset[str] = frozenset()
+) -> list[str]:
     bad = []
     for path in sorted((ROOT / folder).rglob("*.py")):
         if path.name in skip and path.parent == ROOT / folder:

@@ -1,0 +1,318 @@
+"""`SamsarClient`: the SamsarPort over one httpx.AsyncClient, speaking samsar-js 0.48.48's wire."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import httpx
+
+from core.errors import MalformedResponse, SamsarError, SamsarTimeout, SamsarUnreachable
+from core.models import (
+    Balance,
+    CheckoutLink,
+    Completion,
+    CompletionRequest,
+    Credits,
+    ExternalIdentity,
+    LoginLink,
+)
+from core.samsar import wire
+from core.samsar.retry import RetryPolicy, Sleep, error_from_response, run_with_retry
+
+if TYPE_CHECKING:
+    from core.ports import SamsarPort
+
+_log = logging.getLogger(__name__)
+R = TypeVar("R", bound=wire.WireResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A 2xx answer: its JSON object, status, request id and credit headers."""
+
+    status: int
+    body: dict[str, Any]
+    request_id: str | None
+    credits: Credits
+
+
+def _number(value: str | None) -> float | None:
+    """A finite number from a header, like the reference's parseNumber; None otherwise."""
+    if value is None or "_" in value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _positive(credits: int) -> int:
+    if credits <= 0:
+        raise ValueError("credits must be a positive number")
+    return credits
+
+
+_user = wire.ExternalUser.from_identity
+
+
+class SamsarClient:
+    """The Samsar API (SamsarPort) on one injected or owned httpx.AsyncClient."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "https://api.samsar.one/v1",
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+        completion_timeout: float = 180.0,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not api_key.strip():
+            raise ValueError("a Samsar API key is required")
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        if httpx.URL(self._base_url).scheme not in ("http", "https"):
+            raise ValueError("the Samsar base URL must be http(s)")
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._timeout = timeout
+        self._completion_timeout = completion_timeout
+        self._retry = retry
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"SamsarClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the httpx client, only when this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- SamsarPort -------------------------------------------------------------------
+
+    async def bootstrap_user(self, user: ExternalIdentity, *, idempotency_key: str) -> Balance:
+        """POST external_users/session: create or refresh the external user."""
+        body = wire.SessionBody(external_user=_user(user))
+        return self._balance(await self._post("external_users/session", body, idempotency_key))
+
+    async def create_assistant_session(
+        self, user: ExternalIdentity, *, idempotency_key: str
+    ) -> str:
+        """POST external_users/utils/assistant_session: a blank session; returns session_id."""
+        body = wire.SessionBody(external_user=_user(user))
+        reply = await self._post("external_users/utils/assistant_session", body, idempotency_key)
+        return self._parse(wire.AssistantSessionResponse, reply).session_id
+
+    async def complete(
+        self, user: ExternalIdentity, request: CompletionRequest, *, idempotency_key: str
+    ) -> Completion:
+        """POST external_users/assistant/completion, billed to the external user."""
+        body = wire.CompletionBody.build(request, _user(user))
+        route = "external_users/assistant/completion"
+        reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
+        parsed = self._parse(wire.CompletionResponse, reply)
+        return Completion(
+            response_id=parsed.id,
+            text=parsed.answer_text(),
+            images=parsed.images(status=reply.status, request_id=reply.request_id),
+            credits=reply.credits,
+        )
+
+    async def set_user_prompt(
+        self, user: ExternalIdentity, prompt: str | None, *, idempotency_key: str
+    ) -> str | None:
+        """POST external_users/assistant/set_system_prompt; None clears. Returns the stored one."""
+        body = wire.UserPromptBody(system_prompt=prompt, external_user=_user(user))
+        reply = await self._post(
+            "external_users/assistant/set_system_prompt", body, idempotency_key
+        )
+        return self._parse(wire.PromptResponse, reply).system_prompt
+
+    async def credits(self, user: ExternalIdentity) -> Balance:
+        """GET external_users/credits with the identity as query."""
+        query = _user(user).query_string()
+        return self._balance(await self._call("GET", "external_users/credits", query=query))
+
+    async def recharge_link(
+        self, user: ExternalIdentity, credits: int, *, idempotency_key: str
+    ) -> CheckoutLink:
+        """POST external_users/credits/recharge: a checkout link."""
+        body = wire.CreditsBody(
+            external_user=_user(user), input=wire.CreditsInput(credits=_positive(credits))
+        )
+        reply = await self._post("external_users/credits/recharge", body, idempotency_key)
+        parsed = self._parse(wire.RechargeResponse, reply)
+        bought = round(parsed.credits) if parsed.credits is not None else credits
+        return CheckoutLink(url=parsed.url, credits=bought, amount_usd=parsed.amount_usd)
+
+    async def grant_credits(
+        self, user: ExternalIdentity, credits: int, *, idempotency_key: str
+    ) -> Balance:
+        """POST external_users/credits/grant (operator)."""
+        body = wire.CreditsBody(
+            external_user=_user(user), input=wire.CreditsInput(credits=_positive(credits))
+        )
+        return self._balance(
+            await self._post("external_users/credits/grant", body, idempotency_key)
+        )
+
+    async def login_link(
+        self, user: ExternalIdentity, *, idempotency_key: str, redirect: str | None = None
+    ) -> LoginLink:
+        """POST external_users/create_login_token: a short-lived Studio link."""
+        body = wire.LoginTokenBody(external_user=_user(user), redirect=redirect or None)
+        reply = await self._post("external_users/create_login_token", body, idempotency_key)
+        parsed = self._parse(wire.LoginTokenResponse, reply)
+        seconds = parsed.expires_in_seconds
+        return LoginLink(
+            url=parsed.login_url,
+            expires_at=parsed.expires_at,
+            expires_in_seconds=round(seconds) if seconds is not None else None,
+        )
+
+    async def set_account_prompt(self, prompt: str | None, *, idempotency_key: str) -> str | None:
+        """POST assistant/set_system_prompt (operator); None clears."""
+        body = wire.AccountPromptBody(system_prompt=prompt)
+        reply = await self._post("assistant/set_system_prompt", body, idempotency_key)
+        return self._parse(wire.PromptResponse, reply).system_prompt
+
+    # --- transport --------------------------------------------------------------------
+
+    def _parse(self, model: type[R], reply: _Reply) -> R:
+        return wire.parse(model, reply.body, status=reply.status, request_id=reply.request_id)
+
+    def _balance(self, reply: _Reply) -> Balance:
+        remaining = self._parse(wire.BalanceResponse, reply).remaining_credits
+        if remaining is None:
+            remaining = reply.credits.remaining
+        return Balance(remaining=remaining, credits=reply.credits)
+
+    async def _post(
+        self, route: str, body: wire.WireBody, key: str, *, limit: float | None = None
+    ) -> _Reply:
+        return await self._call("POST", route, body=body, idempotency_key=key, limit=limit)
+
+    async def _call(
+        self,
+        method: str,
+        route: str,
+        *,
+        body: wire.WireBody | None = None,
+        query: str | None = None,
+        idempotency_key: str | None = None,
+        limit: float | None = None,
+    ) -> _Reply:
+        """Send one logical call; every retry reuses the same URL, headers and body bytes."""
+        url = f"{self._base_url}/{route.lstrip('/')}"
+        if query:
+            url = f"{url}?{query}"
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        content = body.to_json() if body is not None else None
+        limit = limit if limit is not None else self._timeout
+
+        async def attempt(number: int) -> _Reply:
+            request = self._http.build_request(
+                method, url, headers=headers, content=content, timeout=limit
+            )
+            return await self._send(request, route, number, limit)
+
+        return await run_with_retry(attempt, self._retry, sleep=self._sleep)
+
+    async def _send(self, request: httpx.Request, route: str, attempt: int, limit: float) -> _Reply:
+        """One attempt, logged as one line (route, status, attempt, latency; never bodies)."""
+        started, status, outcome = time.perf_counter(), None, "error"
+        try:
+            reply = await self._exchange(request, route, limit)
+            status, outcome = reply.status, "ok"
+            return reply
+        except SamsarError as exc:
+            status, outcome = exc.status, type(exc).__name__
+            raise
+        finally:
+            fields = {
+                "samsar_method": request.method,
+                "samsar_route": route,
+                "samsar_status": status,
+                "samsar_attempt": attempt,
+                "samsar_latency_ms": round((time.perf_counter() - started) * 1000),
+                "samsar_outcome": outcome,
+            }
+            _log.log(
+                logging.DEBUG if outcome == "ok" else logging.INFO,
+                "samsar call method=%s route=%s status=%s attempt=%d latency_ms=%d outcome=%s",
+                *fields.values(),
+                extra=fields,
+            )
+
+    async def _exchange(self, request: httpx.Request, route: str, limit: float) -> _Reply:
+        where = f"{request.method} {route}"
+        try:
+            response = await self._http.send(request)
+        except httpx.TimeoutException as exc:
+            raise SamsarTimeout(f"{where}: no answer within {limit:g}s") from exc
+        except httpx.DecodingError as exc:
+            raise MalformedResponse(f"{where}: undecodable response body") from exc
+        except httpx.RequestError as exc:
+            raise SamsarUnreachable(f"{where}: connection failed ({type(exc).__name__})") from exc
+        status, headers = response.status_code, response.headers
+        request_id = headers.get("x-request-id")
+        credits = Credits(
+            charged=_number(headers.get("x-credits-charged")),
+            remaining=_number(headers.get("x-credits-remaining")),
+        )
+        if not 200 <= status < 300:
+            raise error_from_response(
+                where,
+                status,
+                response.text,
+                retry_after=headers.get("retry-after"),
+                request_id=request_id,
+                credits_remaining=credits.remaining,
+                secret=self._api_key,
+            )
+        try:
+            body = json.loads(response.content, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise MalformedResponse(
+                f"{where}: response body is not JSON", status=status, request_id=request_id
+            ) from exc
+        if not isinstance(body, dict):
+            raise MalformedResponse(
+                f"{where}: response body is not a JSON object", status=status, request_id=request_id
+            )
+        return _Reply(status=status, body=body, request_id=request_id, credits=credits)
+
+
+if TYPE_CHECKING:
+
+    def _implements_port(client: SamsarClient) -> SamsarPort:
+        return client
