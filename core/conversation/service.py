@@ -257,6 +257,16 @@ class ConversationService:
                 raise NotThreadOwner(session.owner_display)
             return await self._store.sessions.delete(thread)
 
+    async def move_thread(self, old: ThreadRef, new: ThreadRef) -> bool:
+        """Carry a session to another thread (Discord opens a thread from the first answer)."""
+        async with self._thread_locks.hold(old.key), self._store.locks.hold(old.key):
+            session = await self._store.sessions.get(old)
+            if session is None:
+                return False
+            await self._store.sessions.save(dataclasses.replace(session, thread=new))
+            await self._store.sessions.delete(old)
+            return True
+
     async def session_of(self, thread: ThreadRef) -> ThreadSession | None:
         """The thread's current session, if any (adapters use it to spot bot conversations)."""
         return await self._store.sessions.get(thread)

@@ -279,6 +279,16 @@ async def test_reset_starts_a_fresh_session_only_for_owner_or_admin(
     assert await service.reset(ADMIN, THREAD)
 
 
+async def test_move_thread_carries_the_session(service: ConversationService) -> None:
+    first = await service.ask(message("hi", key="e1"))
+    assert await service.move_thread(THREAD, OTHER_THREAD)
+    assert await service.session_of(THREAD) is None
+    moved = await service.ask(message("there?", key="e2", thread=OTHER_THREAD))
+    assert first is not None and moved is not None
+    assert moved.session_id == first.session_id and not moved.new_session
+    assert not await service.move_thread(THREAD, OTHER_THREAD)
+
+
 async def test_persona_set_show_clear(service: ConversationService, samsar: FakeSamsar) -> None:
     assert await service.persona_show(ALICE) is None
     await service.persona_set(ALICE, "  You are a pirate. ", event_key="p1")
