@@ -212,7 +212,9 @@ class FakeSamsar:
         if self.fail_next:
             raise self.fail_next.pop(0)
         owner = self._known(user)
-        if self.session_owner.get(request.session_id) != owner:
+        if request.session_id not in self.session_owner:
+            raise errors.NotFound("session not found", status=404)
+        if self.session_owner[request.session_id] != owner:
             raise errors.AuthenticationFailed("session of another user", status=403)
         cost = self.cost * (2 if request.force_image else 1)
         if self.balances[owner] < cost:

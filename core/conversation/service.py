@@ -14,7 +14,7 @@ from core.conversation.admin import AdminActions
 from core.conversation.limits import InputLimits, check_image_options, check_message
 from core.conversation.locks import KeyedLocks
 from core.conversation.prompts import developer_message, effective_prompt
-from core.errors import BotError, InputRejected, NotThreadOwner
+from core.errors import BotError, InputRejected, NotFound, NotThreadOwner
 from core.identity import identity_for, stable_key
 from core.models import (
     Balance,
@@ -68,6 +68,8 @@ class ConversationService:
         self._clock = clock
         self._thread_locks = KeyedLocks()
         self._user_locks = KeyedLocks()
+        # Users known to be bootstrapped: a fact that never becomes false, so it can be cached.
+        self._bootstrapped: set[str] = set()
         self.admin = AdminActions(samsar, store, config.admin_keys)
 
     # --- turns that reach the assistant ----------------------------------------------
@@ -158,9 +160,31 @@ class ConversationService:
         force: bool,
     ) -> Reply:
         identity = await self._ensure_user(message.user)
+        try:
+            return await self._attempt(message, turn, session, identity, image, force, attempt=0)
+        except NotFound:
+            # Samsar no longer knows this user or session (another account, a reset sandbox):
+            # bootstrap again and go on in a fresh session, once. A 404 charged nothing.
+            log.warning("samsar lost the user or session", extra={"turn_id": turn.turn_id})
+            await self._ensure_user(message.user, refresh=turn.turn_id)
+            return await self._attempt(message, turn, None, identity, image, force, attempt=1)
+
+    async def _attempt(
+        self,
+        message: IncomingMessage,
+        turn: Turn,
+        session: ThreadSession | None,
+        identity: ExternalIdentity,
+        image: ImageOptions | None,
+        force: bool,
+        *,
+        attempt: int,
+    ) -> Reply:
+        # Each attempt has its own keys: Samsar replays a stored 404 for a reused key.
+        suffix = f"{turn.turn_id}-{attempt}" if attempt else turn.turn_id
         new_session = session is None
         if session is None:
-            session = await self._start_session(message, identity, turn.turn_id)
+            session = await self._start_session(message, identity, suffix)
         effective = await effective_prompt(self._store.prompts, message.thread)
         request = CompletionRequest(
             session_id=session.session_id,
@@ -172,7 +196,7 @@ class ConversationService:
             max_output_tokens=self._config.max_output_tokens,
         )
         completion = await self._samsar.complete(
-            identity, request, idempotency_key=f"turn-{turn.turn_id}"
+            identity, request, idempotency_key=f"turn-{suffix}"
         )
         await self._store.sessions.save(
             dataclasses.replace(
@@ -217,15 +241,22 @@ class ConversationService:
         log.info("session started", extra={"thread_key": message.thread.key})
         return session
 
-    async def _ensure_user(self, user: ChatUser) -> ExternalIdentity:
-        """The user's external identity, bootstrapped on Samsar once (lazily, on first use)."""
+    async def _ensure_user(self, user: ChatUser, *, refresh: str | None = None) -> ExternalIdentity:
+        """The user's external identity, bootstrapped on Samsar once (lazily, on first use).
+
+        `refresh` (a turn id) bootstraps again even if it was done before.
+        """
         identity = identity_for(user)
+        if refresh is None and user.key in self._bootstrapped:
+            return identity
         async with self._user_locks.hold(user.key):
             stored = await self._store.users.get(user.key)
-            if stored is not None and stored.bootstrapped_at is not None:
+            if refresh is None and stored is not None and stored.bootstrapped_at is not None:
+                self._bootstrapped.add(user.key)
                 return identity
+            key_parts = (user.key, refresh) if refresh else (user.key,)
             await self._samsar.bootstrap_user(
-                identity, idempotency_key=stable_key("bootstrap", user.key)
+                identity, idempotency_key=stable_key("bootstrap", *key_parts)
             )
             await self._store.users.save(
                 StoredUser(
@@ -239,6 +270,7 @@ class ConversationService:
                     persona=stored.persona if stored else None,
                 )
             )
+            self._bootstrapped.add(user.key)
             log.info("external user bootstrapped", extra={"user": user.key})
         return identity
 

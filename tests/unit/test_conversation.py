@@ -279,6 +279,21 @@ async def test_reset_starts_a_fresh_session_only_for_owner_or_admin(
     assert await service.reset(ADMIN, THREAD)
 
 
+async def test_a_user_and_session_samsar_forgot_are_recreated_once(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    first = await service.ask(message("hi", key="e1"))
+    samsar.balances.clear()  # Samsar lost the external user and its sessions
+    samsar.session_owner.clear()
+    second = await service.ask(message("still there?", key="e2"))
+    assert first is not None and second is not None
+    assert second.session_id != first.session_id and second.new_session
+    boots = [c.idempotency_key for c in samsar.calls if c.route == "session"]
+    assert len(boots) == 2 and boots[0] != boots[1]
+    keys = [c.idempotency_key for c in samsar.calls if c.route == "completion"]
+    assert keys[1] != keys[2]  # the retry in the fresh session has a key of its own
+
+
 async def test_move_thread_carries_the_session(service: ConversationService) -> None:
     first = await service.ask(message("hi", key="e1"))
     assert await service.move_thread(THREAD, OTHER_THREAD)
