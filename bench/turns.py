@@ -2,8 +2,9 @@
 
     python -m bench.turns [--threads 50] [--turns 4] [--database-url URL]
 
-Prints throughput, latency percentiles and the peak RSS of the process. The sandbox runs in the same process and event loop,
-so the figures are a floor for what one replica adds on top of Samsar, not Samsar's speed.
+Prints throughput, latency percentiles and the peak RSS of the process. The sandbox runs in
+the same process and event loop, so the figures are a floor for what one replica adds on top
+of Samsar, not Samsar's speed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ async def run(threads: int, turns: int, url: str) -> None:
 
         async def conversation(n: int) -> None:
             user = ChatUser("discord", f"{run_id}-{n}", workspace_id="bench")
-            where = ThreadRef("discord", "bench", "C", f"T{n}")
+            where = ThreadRef("discord", "bench", "C", f"{run_id}-{n}")
             for turn in range(turns):
                 started = time.perf_counter()
                 reply = await service.ask(
@@ -64,14 +65,20 @@ async def run(threads: int, turns: int, url: str) -> None:
 
     total = threads * turns
     backend = url.split(":", 1)[0]
-    print(f"machine: {platform.machine()} {platform.python_implementation()} "
-          f"{platform.python_version()}, backend {backend}")
-    print(f"turns: {total} ({threads} threads x {turns}), wall {wall:.2f} s, "
-          f"{total / wall:.1f} turns/s")
-    print(f"latency per turn (ms): p50 {percentile(latencies, 0.5) * 1000:.1f}, "
-          f"p95 {percentile(latencies, 0.95) * 1000:.1f}, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.1f}, "
-          f"mean {statistics.fmean(latencies) * 1000:.1f}")
+    print(
+        f"machine: {platform.machine()} {platform.python_implementation()} "
+        f"{platform.python_version()}, backend {backend}"
+    )
+    print(
+        f"turns: {total} ({threads} threads x {turns}), wall {wall:.2f} s, "
+        f"{total / wall:.1f} turns/s"
+    )
+    print(
+        f"latency per turn (ms): p50 {percentile(latencies, 0.5) * 1000:.1f}, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.1f}, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f}, "
+        f"mean {statistics.fmean(latencies) * 1000:.1f}"
+    )
     print(f"peak RSS of the process (bot + sandbox): {peak_rss / 1024:.1f} MiB")
 
 
