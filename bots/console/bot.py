@@ -6,7 +6,7 @@ import asyncio
 import shlex
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -32,7 +32,7 @@ class ConsoleBot:
         image_dir: Path,
         stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout,
-        progress_every: float = 1.0,
+        progress_every: float | None = None,
     ) -> None:
         self._service = service
         # The console member administers their own console workspace.
@@ -47,8 +47,9 @@ class ConsoleBot:
         self._image_dir = image_dir
         self._in = stdin
         self._out = stdout
-        self._progress_every = progress_every
         self._tty = stdout.isatty()
+        # A terminal gets a live counter each second; a pipe a line every few seconds.
+        self._progress_every = progress_every or (1.0 if self._tty else 5.0)
 
     def say(self, text: str) -> None:
         """Print one block of output."""
@@ -131,8 +132,8 @@ class ConsoleBot:
             if self._tty:
                 self._out.write(f"\r… working ({elapsed:.0f}s)")
                 self._out.flush()
-            elif elapsed % 5 < self._progress_every:
-                self.say(f"… still working ({elapsed:.0f}s)")
+            else:
+                self.say(f"… still working ({elapsed:.1f}s)")
         if self._tty and elapsed:
             self._out.write("\r" + " " * 24 + "\r")
         return task.result()
@@ -224,6 +225,3 @@ def _parse_image_flags(rest: str) -> tuple[ImageOptions | None, str]:
         ),
         prompt,
     )
-
-
-Runner = Callable[[ConsoleBot], Awaitable[None]]
