@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
-from bots import logs
+from bots import logs, texts
 from bots.bootstrap import MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
+from core.errors import BotError
 from core.settings import Settings
 
 # Locals are never shown in tracebacks: they may hold secrets.
@@ -142,6 +143,8 @@ def _account_prompt(text: str | None) -> None:
         asyncio.run(main())
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} to change the account prompt.") from None
+    except BotError as exc:
+        raise _fail(texts.describe(exc)) from None
 
 
 def main() -> None:

@@ -1,0 +1,68 @@
+"""The `samsar-bot` commands an operator runs, as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from sandbox.app import running_sandbox
+
+BIN = str(Path(sys.executable).parent / "samsar-bot")
+
+
+async def samsar_bot(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    """Run the CLI without blocking the event loop (the sandbox may be serving meanwhile)."""
+    process = await asyncio.create_subprocess_exec(
+        BIN,
+        *args,
+        env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": str(tmp_path / "data"), **env},
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_run_without_credentials_names_the_settings(tmp_path: Path) -> None:
+    code, _, err = await samsar_bot(tmp_path, "run")
+    assert code == 2
+    for name in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        assert name in err
+
+
+async def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
+    code, out, err = await samsar_bot(tmp_path, "db", "upgrade")
+    assert code == 0, err
+    assert "up to date" in out
+    with sqlite3.connect(tmp_path / "data" / "samsar-bots.db") as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master where type='table'")}
+    assert {"external_users", "thread_sessions", "admin_prompts", "turns", "audit_log"} <= tables
+
+
+async def test_account_prompt_reaches_samsar_and_the_audit_log(tmp_path: Path) -> None:
+    async with running_sandbox() as sandbox:
+        env = {"SAMSAR_API_KEY": sandbox.api_key, "SAMSAR_BASE_URL": sandbox.base_url}
+        code, _, err = await samsar_bot(tmp_path, "prompt", "set", "--account", "Be kind.", **env)
+        assert code == 0, err
+        assert sandbox.state.account_prompt == "Be kind."
+        code, _, err = await samsar_bot(tmp_path, "prompt", "clear", **env)
+        assert code == 0, err
+        assert not sandbox.state.account_prompt
+    with sqlite3.connect(tmp_path / "data" / "samsar-bots.db") as db:
+        actions = [row[0] for row in db.execute("select action from audit_log order by id")]
+    assert actions == ["account_prompt.set", "account_prompt.clear"]
+
+
+async def test_a_refused_api_key_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    async with running_sandbox() as sandbox:
+        env = {"SAMSAR_API_KEY": "wrong-key", "SAMSAR_BASE_URL": sandbox.base_url}
+        code, _, err = await samsar_bot(tmp_path, "prompt", "set", "--account", "x", **env)
+    assert code == 2
+    assert "Samsar key was refused" in err and "Traceback" not in err
+    assert "wrong-key" not in err
