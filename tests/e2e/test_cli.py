@@ -66,3 +66,15 @@ async def test_a_refused_api_key_is_a_message_not_a_traceback(tmp_path: Path) ->
     assert code == 2
     assert "Samsar key was refused" in err and "Traceback" not in err
     assert "wrong-key" not in err
+
+
+async def test_debug_logs_never_show_the_api_key(tmp_path: Path) -> None:
+    from sandbox.state import SandboxConfig
+
+    secret = "sk-live-0123456789abcdef"
+    async with running_sandbox(SandboxConfig(api_key=secret)) as sandbox:
+        env = {"SAMSAR_API_KEY": secret, "SAMSAR_BASE_URL": sandbox.base_url, "LOG_LEVEL": "DEBUG"}
+        code, out, err = await samsar_bot(tmp_path, "prompt", "set", "--account", "Hi", **env)
+    assert code == 0, err
+    assert "samsar_route" in err  # the client did log its calls at DEBUG
+    assert secret not in err and secret not in out
