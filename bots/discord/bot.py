@@ -1,0 +1,107 @@
+"""The Discord bot: intents, cogs and command sync in `setup_hook`, and the two error hooks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bots.bootstrap import App, MissingSettingError
+from bots.discord import errors
+from bots.discord.cogs.account import AccountCog
+from bots.discord.cogs.admin import AdminCog
+from bots.discord.cogs.chat import ChatCog
+from bots.discord.cogs.imagine import ImagineCog
+from bots.discord.cogs.messages import MessagesCog
+from bots.discord.translate import Interaction
+from core.conversation.service import ConversationService
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 5.0
+"""Seconds between status updates of a running image generation."""
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and message content (privileged: enable it in the portal)."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+class SamsarCommandTree(app_commands.CommandTree[discord.Client]):
+    """The command tree whose error hook turns every failure into a reply."""
+
+    async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
+        """Render a BotError to the caller; log anything else and say so."""
+        await errors.on_command_error(interaction, error)
+
+
+class SamsarDiscordBot(commands.Bot):
+    """The Samsar assistant on Discord; `options` reach `discord.Client` (e.g. in tests)."""
+
+    def __init__(
+        self,
+        service: ConversationService,
+        settings: Settings,
+        *,
+        status_every: float = STATUS_EVERY,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=SamsarCommandTree,
+            **options,
+        )
+        self.service = service
+        self.settings = settings
+        self.status_every = status_every
+
+    async def setup_hook(self) -> None:
+        """Add the cogs and sync the commands: to DISCORD_GUILD_IDS at once, else globally."""
+        await self.add_cog(ChatCog(self.service, self.settings))
+        await self.add_cog(MessagesCog(self, self.service, self.settings))
+        await self.add_cog(ImagineCog(self.service, self.settings, status_every=self.status_every))
+        await self.add_cog(AccountCog(self.service))
+        await self.add_cog(AdminCog(self.service))
+        guild_ids = self.settings.discord_guild_ids
+        for guild_id in guild_ids:
+            guild = discord.Object(int(guild_id))
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("commands synced", extra={"guild_id": guild_id, "count": len(synced)})
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info("commands synced globally", extra={"count": len(synced)})
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: the messages cog handles what members write."""
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """A gateway event handler failed: answer the member's message when there is one."""
+        error = sys.exc_info()[1]
+        message = args[0] if args and isinstance(args[0], discord.Message) else None
+        if message is not None and error is not None:
+            await errors.on_message_error(message, error)
+            return
+        log.error("event handler failed", exc_info=error, extra={"event": event_method})
+
+
+async def run_discord(app: App) -> None:
+    """Run the Discord bot on the wired app until cancelled (needs DISCORD_TOKEN)."""
+    token = app.settings.discord_token
+    if token is None:
+        raise MissingSettingError("DISCORD_TOKEN")
+    async with SamsarDiscordBot(app.service, app.settings) as bot:
+        await bot.start(token.get_secret_value())

@@ -1,0 +1,1 @@
+"""One Cog per feature: chat, messages, imagine, account, admin prompts."""

@@ -1,0 +1,80 @@
+"""`/imagine`: one generated picture as an attachment, with a status that counts the seconds."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from discord import app_commands
+from discord.ext import commands
+
+from bots.discord import texts, translate
+from bots.discord.answers import post_answer
+from bots.discord.delivery import InteractionTarget
+from bots.discord.progress import defer, elapsed_status
+from bots.discord.translate import Interaction
+from core.conversation.service import ConversationService
+from core.models import ImageOptions, IncomingMessage
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Quality = Literal["auto", "low", "medium", "high"]
+Format = Literal["png", "jpeg", "webp"]
+
+
+class ImagineCog(commands.Cog):
+    """Image generation on demand."""
+
+    def __init__(
+        self, service: ConversationService, settings: Settings, *, status_every: float
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._status_every = status_every
+
+    @app_commands.command(name="imagine", description="Generate an image from a prompt.")
+    @app_commands.describe(
+        prompt="What to draw",
+        size="auto, or WIDTHxHEIGHT such as 1024x1024 or 1536x1024",
+        quality="Rendering quality",
+        format="File format",
+    )
+    async def imagine(
+        self,
+        interaction: Interaction,
+        prompt: str,
+        size: str | None = None,
+        quality: Quality | None = None,
+        format: Format | None = None,
+    ) -> None:
+        """Post the picture (revised prompt as caption); in a conversation it continues it."""
+        if not await defer(interaction, ephemeral=False):
+            return
+        settings = self._settings
+        options = ImageOptions(
+            size=size or settings.image_size,
+            quality=quality or settings.image_quality,
+            format=format or settings.image_format,
+        )
+        where = translate.conversation_of(interaction.channel, interaction.guild_id)
+        where = where or translate.pending(
+            interaction.guild_id, interaction.channel_id, f"imagine-{interaction.id}"
+        )
+        message = IncomingMessage(
+            event_key=translate.interaction_key(interaction),
+            user=translate.interaction_user(interaction),
+            thread=where,
+            text=prompt,
+        )
+        async with elapsed_status(interaction, texts.generating, self._status_every):
+            reply = await self._service.imagine(message, options)
+        if reply is None:
+            return
+        await post_answer(
+            self._service,
+            InteractionTarget(interaction),
+            reply,
+            upload_limit=interaction.filesize_limit,
+            with_text=False,
+        )

@@ -1,0 +1,104 @@
+"""Messages: mentions open a conversation, threads and DMs continue theirs, others get a hint."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+import discord
+from discord.ext import commands
+
+from bots import texts as shared
+from bots.discord import texts, translate
+from bots.discord.answers import post_answer
+from bots.discord.delivery import ChannelTarget
+from bots.discord.render import DEFAULT_UPLOAD_LIMIT, Outgoing
+from core.conversation.service import ConversationService
+from core.errors import NotThreadOwner
+from core.models import IncomingMessage, ThreadRef
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HINTS_REMEMBERED = 10_000
+_MEMBER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+class MessagesCog(commands.Cog):
+    """Turns members' messages into conversation turns (edits arrive as updates and are ignored)."""
+
+    def __init__(self, bot: commands.Bot, service: ConversationService, settings: Settings) -> None:
+        self._bot = bot
+        self._service = service
+        self._settings = settings
+        self._hinted: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer a mention, a message in a conversation thread, or a DM."""
+        me = self._bot.user
+        if me is None or not self._from_a_member(message):
+            return
+        mentioned = me.id in message.raw_mentions
+        guild_id = message.guild.id if message.guild else None
+        here = translate.conversation_of(message.channel, guild_id)
+        if here is None:  # a guild channel: only a mention starts a conversation
+            if mentioned:
+                origin = translate.pending(guild_id, message.channel.id, f"mention-{message.id}")
+                opens = translate.can_open_thread(message.channel)
+                await self._answer(message, origin, opens_thread=opens)
+            return
+        if isinstance(message.channel, discord.Thread):
+            session = await self._service.session_of(here)
+            if session is None and not mentioned:
+                return  # a thread that is not a conversation with the bot
+            if session is not None and session.owner_key != translate.chat_user(message.author).key:
+                await self._hint(message, here, session.owner_display)
+                return
+        await self._answer(message, here, opens_thread=False)
+
+    def _from_a_member(self, message: discord.Message) -> bool:
+        """Not a bot (this one included), not a webhook, not a system message."""
+        return (
+            not message.author.bot
+            and message.webhook_id is None
+            and message.type in _MEMBER_MESSAGES
+            and bool(message.content or message.attachments)
+        )
+
+    async def _answer(
+        self, message: discord.Message, where: ThreadRef, *, opens_thread: bool
+    ) -> None:
+        me = self._bot.user
+        text = translate.without_mention(message.content, me.id) if me else message.content
+        images = await translate.input_images(message.attachments, self._settings, strict=False)
+        incoming = IncomingMessage(
+            event_key=translate.message_key(message),
+            user=translate.chat_user(message.author),
+            thread=where,
+            text=text,
+            images=images,
+        )
+        async with message.channel.typing():
+            reply = await self._service.ask(incoming)
+        if reply is None:
+            return
+        await post_answer(
+            self._service,
+            ChannelTarget(message.channel, reply_to=message),
+            reply,
+            upload_limit=message.guild.filesize_limit if message.guild else DEFAULT_UPLOAD_LIMIT,
+            pending=where if opens_thread else None,
+            title=text,
+        )
+
+    async def _hint(self, message: discord.Message, here: ThreadRef, owner: str | None) -> None:
+        """Tell a non-owner how to start their own conversation, once per person per thread."""
+        seen = (here.key, str(message.author.id))
+        if seen in self._hinted:
+            return
+        self._hinted[seen] = None
+        if len(self._hinted) > HINTS_REMEMBERED:
+            self._hinted.popitem(last=False)
+        hint = shared.describe(NotThreadOwner(owner), texts.COMMANDS)
+        await ChannelTarget(message.channel, reply_to=message).send(Outgoing(hint))

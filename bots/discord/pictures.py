@@ -1,0 +1,68 @@
+"""Fitting a picture under Discord's upload limit with Pillow: re-encode first, then downscale."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from bots.discord import texts
+
+_QUALITIES = (90, 80, 70)
+_MIN_SIDE = 16
+
+
+class CannotFit(Exception):
+    """The picture could not be read or made small enough."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """A picture ready to upload; `note` says how it was changed (None: untouched)."""
+
+    data: bytes
+    filename: str
+    note: str | None = None
+
+
+def fit_image(data: bytes, filename: str, limit: int) -> Fitted:
+    """The picture as is when it fits `limit` bytes, else a JPEG re-encode or a smaller JPEG."""
+    if len(data) <= limit:
+        return Fitted(data, filename)
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            picture = _flatten(opened)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CannotFit(filename) from exc
+    stem = filename.rsplit(".", 1)[0] or "image"
+    encoded = b""
+    for quality in _QUALITIES:
+        encoded = _jpeg(picture, quality)
+        if len(encoded) <= limit:
+            return Fitted(encoded, f"{stem}.jpg", texts.reencoded(limit))
+    width, height = picture.size
+    while width > _MIN_SIDE and height > _MIN_SIDE:
+        # Bytes scale roughly with the area: shrink both sides by the root of the excess.
+        scale = min(0.9, (limit / len(encoded)) ** 0.5 * 0.95)
+        width, height = max(int(width * scale), _MIN_SIDE), max(int(height * scale), _MIN_SIDE)
+        encoded = _jpeg(picture.resize((width, height), Image.Resampling.LANCZOS), _QUALITIES[-1])
+        if len(encoded) <= limit:
+            return Fitted(encoded, f"{stem}.jpg", texts.downscaled(width, height, limit))
+    raise CannotFit(filename)
+
+
+def _flatten(picture: Image.Image) -> Image.Image:
+    """RGB, with any transparency laid on white (JPEG has no alpha)."""
+    if picture.mode in ("RGBA", "LA") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    return picture.convert("RGB")
+
+
+def _jpeg(picture: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=quality, optimize=True)
+    return out.getvalue()

@@ -1,0 +1,119 @@
+"""Discord events as core values: who, where, what (event keys stable across replays)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import discord
+
+from core.errors import InputRejected
+from core.models import ChatUser, InputImage, ThreadRef
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Interaction = discord.Interaction[discord.Client]
+PLATFORM = "discord"
+_THREAD_CHANNELS = (discord.ChannelType.text, discord.ChannelType.news)
+
+
+def interaction_key(interaction: Interaction) -> str:
+    """The event key of an interaction (its id is the same in every redelivery)."""
+    return f"discord:interaction:{interaction.id}"
+
+
+def message_key(message: discord.Message) -> str:
+    """The event key of a message."""
+    return f"discord:message:{message.id}"
+
+
+def chat_user(user: discord.User | discord.Member, *, is_admin: bool = False) -> ChatUser:
+    """A Discord user (ids are global) as a core member."""
+    guild = user.guild if isinstance(user, discord.Member) else None
+    return ChatUser(
+        platform=PLATFORM,
+        user_id=str(user.id),
+        workspace_id=str(guild.id) if guild else None,
+        username=user.name,
+        display_name=user.display_name,
+        avatar_url=user.display_avatar.url,
+        is_admin=is_admin,
+    )
+
+
+def interaction_user(interaction: Interaction) -> ChatUser:
+    """The caller; admin when their member permissions in the interaction include Manage Server."""
+    admin = interaction.guild_id is not None and interaction.permissions.manage_guild
+    return chat_user(interaction.user, is_admin=admin)
+
+
+def conversation_of(channel: object, guild_id: int | None) -> ThreadRef | None:
+    """The conversation a thread or DM channel is; None for any other channel."""
+    if isinstance(channel, discord.Thread):
+        return ThreadRef(PLATFORM, str(guild_id or ""), str(channel.parent_id), str(channel.id))
+    if isinstance(channel, discord.DMChannel):
+        return ThreadRef(PLATFORM, "", str(channel.id), str(channel.id))
+    return None
+
+
+def can_open_thread(channel: object) -> bool:
+    """True for guild channels where a public thread can start from a message."""
+    kind = getattr(channel, "type", None)
+    return kind in _THREAD_CHANNELS and not isinstance(channel, discord.Thread)
+
+
+def pending(guild_id: int | None, channel_id: int | None, origin: str) -> ThreadRef:
+    """A conversation not yet in a thread: one per command or mention (`origin` keeps it apart)."""
+    return ThreadRef(PLATFORM, str(guild_id or ""), str(channel_id or ""), f"{origin}:pending")
+
+
+def thread_ref(thread: discord.Thread) -> ThreadRef:
+    """The conversation of a thread the bot opened."""
+    return ThreadRef(PLATFORM, str(thread.guild.id), str(thread.parent_id), str(thread.id))
+
+
+def scope_channel(interaction: Interaction) -> ThreadRef:
+    """Where a channel-scoped admin prompt applies: the channel (a thread's parent)."""
+    channel = interaction.channel
+    channel_id = (
+        channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
+    )
+    return ThreadRef(PLATFORM, str(interaction.guild_id or ""), str(channel_id), str(channel_id))
+
+
+def without_mention(content: str, bot_id: int) -> str:
+    """The message text with the bot's own mention removed."""
+    return re.sub(rf"<@!?{bot_id}>", "", content).strip()
+
+
+async def input_images(
+    attachments: Sequence[discord.Attachment], settings: Settings, *, strict: bool
+) -> tuple[InputImage, ...]:
+    """Fetch image attachments; non-images are refused when `strict`, else skipped."""
+    wanted = []
+    for item in attachments:
+        mime = (item.content_type or "").split(";")[0].strip()
+        if not mime.startswith("image/"):
+            if strict:
+                raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=item.filename)
+            continue
+        if item.size > settings.max_input_image_bytes:
+            raise InputRejected(
+                InputRejected.IMAGE_TOO_LARGE,
+                limit=settings.max_input_image_bytes,
+                detail=item.filename,
+            )
+        wanted.append((item, mime))
+    if len(wanted) > settings.max_input_images:
+        raise InputRejected(InputRejected.TOO_MANY_IMAGES, limit=settings.max_input_images)
+    images = []
+    for item, mime in wanted:
+        try:
+            data = await item.read()
+        except discord.HTTPException as exc:
+            log.warning("attachment fetch failed", extra={"status": exc.status})
+            raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=item.filename) from exc
+        images.append(InputImage(data, mime, item.filename))
+    return tuple(images)

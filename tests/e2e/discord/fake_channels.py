@@ -1,0 +1,112 @@
+"""The fake's channel routes: messages, threads from a message, typing, and the CDN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tests.e2e.discord import payloads as p
+from tests.e2e.discord.fake_rules import BODY, Body, Refusal, check_message, json_response
+
+if TYPE_CHECKING:
+    from tests.e2e.discord.fake_discord import FakeDiscord
+
+GUILD_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass
+class Stored:
+    """A message the bot posted (or a member wrote), with the bytes of its attachments."""
+
+    payload: dict[str, Any]
+    files: list[bytes] = field(default_factory=list)
+    via_api: bool = False  # posted through the REST API (by the bot), not written by a member
+
+    @property
+    def content(self) -> str:
+        """The message text."""
+        return str(self.payload.get("content") or "")
+
+
+class ChannelRoutes:
+    """Mixed into FakeDiscord: what the bot does in channels and threads."""
+
+    def channel_routes(self: FakeDiscord) -> list[tuple[str, str, Any]]:
+        """The REST routes of channels."""
+        return [
+            ("POST", "/channels/{channel_id}/messages", self._create_message),
+            ("POST", "/channels/{channel_id}/messages/{message_id}/threads", self._thread),
+            ("POST", "/channels/{channel_id}/typing", self._typing),
+        ]
+
+    def _channel(self: FakeDiscord, request: web.Request) -> int:
+        channel_id = int(request.match_info["channel_id"])
+        if channel_id not in self.channels:
+            raise Refusal(404, 10003, "Unknown Channel")
+        return channel_id
+
+    def store_message(self: FakeDiscord, channel_id: int, body: Body, **extra: Any) -> Stored:
+        """Keep a message the bot sent, with its uploaded files; returns it."""
+        attachments, files = [], []
+        for index in sorted(body.files):
+            name, data, mime = body.files[index]
+            attachment_id = p.snowflake()
+            self.cdn[attachment_id] = data
+            url = f"{self.base_url}/cdn/attachments/{attachment_id}/{name}"
+            attachments.append(p.attachment(attachment_id, name, len(data), url, mime))
+            files.append(data)
+        channel = self.channels.get(channel_id, {})
+        guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
+        payload = p.message(
+            p.snowflake(),
+            channel_id,
+            self.bot,
+            body.json.get("content") or "",
+            guild_id=guild_id,
+            attachments=attachments,
+            **extra,
+        )
+        payload["allowed_mentions"] = body.json.get("allowed_mentions")
+        stored = Stored(payload, files, via_api=True)
+        self.messages.setdefault(channel_id, []).append(stored)
+        return stored
+
+    async def _create_message(self: FakeDiscord, request: web.Request) -> web.Response:
+        channel_id = self._channel(request)
+        body: Body = request[BODY]
+        check_message(body, upload_limit=GUILD_UPLOAD_LIMIT, creating=True)
+        reference = body.json.get("message_reference")
+        stored = self.store_message(
+            channel_id, body, reference=reference, kind=19 if reference else 0
+        )
+        return json_response(stored.payload)
+
+    async def _thread(self: FakeDiscord, request: web.Request) -> web.Response:
+        channel_id = self._channel(request)
+        message_id = int(request.match_info["message_id"])
+        known = [m for m in self.messages[channel_id] if int(m.payload["id"]) == message_id]
+        if not known:
+            raise Refusal(404, 10008, "Unknown Message")
+        if message_id in self.channels:
+            raise Refusal(400, 160004, "A thread has already been created for this message")
+        name = request[BODY].json.get("name", "")
+        if not 1 <= len(name) <= 100:
+            raise Refusal(400, 50035, "Invalid Form Body")
+        # A thread started from a message has the message's id.
+        created = p.thread(message_id, self.guild_id, channel_id, int(self.bot["id"]), name)
+        self.channels[message_id] = created
+        self.messages[message_id] = []
+        await self.gateway.dispatch("THREAD_CREATE", {**created, "newly_created": True})
+        return json_response(created, status=201)
+
+    async def _typing(self: FakeDiscord, request: web.Request) -> web.Response:
+        self._channel(request)
+        return web.Response(status=204)
+
+    async def cdn_file(self: FakeDiscord, request: web.Request) -> web.Response:
+        data = self.cdn.get(int(request.match_info["attachment_id"]))
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")

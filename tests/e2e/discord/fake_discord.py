@@ -1,0 +1,268 @@
+"""A wire-level fake Discord on 127.0.0.1: the REST routes the bot uses and the gateway.
+
+It records every request, keeps uploaded bytes, refuses what Discord refuses (see
+`fake_rules`), and can answer one route with a 429 that discord.py must wait out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.e2e.discord import payloads as p
+from tests.e2e.discord.fake_channels import ChannelRoutes, Stored
+from tests.e2e.discord.fake_gateway import Gateway
+from tests.e2e.discord.fake_interactions import InteractionRoutes
+from tests.e2e.discord.fake_rules import (
+    BODY,
+    Body,
+    Refusal,
+    check_commands,
+    json_response,
+    read_body,
+)
+
+TOKEN = "fake-bot-token.for-tests-only"
+_BOT_ROUTES = ("/users", "/oauth2", "/gateway/", "/applications", "/channels")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorded:
+    """One request the fake answered."""
+
+    method: str
+    route: str  # the route template, e.g. "/channels/{channel_id}/messages"
+    path: str
+    status: int
+    json: dict[str, Any] | list[Any] | None
+    files: dict[int, tuple[str, bytes, str]]
+    at: float
+
+
+class FakeDiscord(ChannelRoutes, InteractionRoutes):
+    """The fake: a guild with one text channel, a bot user, members, and the routes below."""
+
+    def __init__(self) -> None:
+        self.app_id = p.snowflake()
+        self.bot = p.user(p.snowflake(), "samsar", bot=True)
+        self.guild_id = p.snowflake()
+        self.channel_id = p.snowflake()
+        self.channels: dict[int, dict[str, Any]] = {
+            self.channel_id: p.text_channel(self.channel_id, self.guild_id)
+        }
+        self.messages: dict[int, list[Stored]] = {self.channel_id: []}
+        self.requests: list[Recorded] = []
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.cdn: dict[int, bytes] = {}
+        self.rate_limits: dict[tuple[str, str], float] = {}
+        self.base_url = ""
+        self.gateway = Gateway(TOKEN, self._ready_payloads)
+        self._changed = asyncio.Condition()
+        super().__init__()
+
+    # --- server ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[FakeDiscord]:
+        """Serve on a random 127.0.0.1 port until the block ends."""
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
+        app.router.add_get("/gateway-ws", self.gateway.handle)
+        api = "/api/v10"
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/users/@me", self._me),
+            ("GET", "/oauth2/applications/@me", self._application),
+            ("GET", "/gateway/bot", self._gateway_bot),
+            ("GET", "/gateway", self._gateway_bot),
+            ("PUT", "/applications/{app_id}/commands", self._sync),
+            ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._sync),
+            *self.channel_routes(),
+            *self.interaction_routes(),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, api + path, handler)
+        app.router.add_get("/cdn/attachments/{attachment_id}/{filename}", self.cdn_file)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.gateway.url = f"ws://127.0.0.1:{port}/gateway-ws"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        template = route.canonical.removeprefix("/api/v10") if route else request.path
+        body: Body | None = None
+        try:
+            authorized = request.headers.get("Authorization") == f"Bot {TOKEN}"
+            if template.startswith(_BOT_ROUTES) and not authorized:
+                raise Refusal(401, 0, "401: Unauthorized")
+            limited = self.rate_limits.pop((request.method, template), None)
+            if limited is not None:
+                response = self._too_many(limited)
+            else:
+                if request.method in ("POST", "PATCH"):
+                    body = await read_body(request)
+                request[BODY] = body or Body({})
+                response = await handler(request)
+        except Refusal as refusal:
+            response = refusal.response()
+        if template != "/gateway-ws":
+            await self._record(request, template, response.status, body)
+        return response
+
+    async def _record(
+        self, request: web.Request, route: str, status: int, body: Body | None
+    ) -> None:
+        async with self._changed:
+            self.requests.append(
+                Recorded(
+                    request.method,
+                    route,
+                    request.path,
+                    status,
+                    body.json if body else None,
+                    body.files if body else {},
+                    time.monotonic(),
+                )
+            )
+            self._changed.notify_all()
+
+    def _too_many(self, retry_after: float) -> web.Response:
+        headers = {
+            "Via": "1.1 google",
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(retry_after),
+            "X-RateLimit-Bucket": "fake-bucket",
+            "X-RateLimit-Scope": "user",
+            "Retry-After": str(retry_after),
+        }
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": False,
+        }
+        return json_response(body, status=429, headers=headers)
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return json_response({"message": "404: Not Found", "code": 0}, status=404)
+
+    # --- what tests steer and read -----------------------------------------------------
+
+    def rate_limit_once(self, method: str, route: str, retry_after: float = 0.3) -> None:
+        """Answer the next `method route` (a template) with 429 and `retry_after`."""
+        self.rate_limits[(method, route)] = retry_after
+
+    async def wait_for(
+        self, predicate: Callable[[], Any], within: float = 10.0, what: str = "condition"
+    ) -> Any:
+        """Until `predicate()` is truthy after some request (polled on each change)."""
+        try:
+            async with asyncio.timeout(within), self._changed:
+                while not (result := predicate()):
+                    await self._changed.wait()
+                return result
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
+
+    def calls(self, method: str, route: str) -> list[Recorded]:
+        """The recorded requests to one route template."""
+        return [r for r in self.requests if r.method == method and r.route == route]
+
+    def posted(self, channel_id: int) -> list[Stored]:
+        """Messages in a channel or thread, oldest first."""
+        return list(self.messages.get(channel_id, []))
+
+    def replies(self, channel_id: int) -> list[Stored]:
+        """What the bot posted in a channel or thread, oldest first."""
+        return [m for m in self.posted(channel_id) if m.via_api]
+
+    def threads(self) -> list[dict[str, Any]]:
+        """Threads opened so far."""
+        return [c for c in self.channels.values() if c["type"] == p.PUBLIC_THREAD]
+
+    def add_attachment(self, data: bytes, filename: str) -> dict[str, Any]:
+        """An attachment a member uploaded, served by the fake's CDN route."""
+        attachment_id = p.snowflake()
+        self.cdn[attachment_id] = data
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        url = f"{self.base_url}/cdn/attachments/{attachment_id}/{filename}"
+        return p.attachment(attachment_id, filename, len(data), url, mime)
+
+    # --- gateway payloads --------------------------------------------------------------
+
+    def _ready_payloads(self, session_id: str) -> list[tuple[str, dict[str, Any]]]:
+        ready = {
+            "v": 10,
+            "user": self.bot,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": session_id,
+            "resume_gateway_url": self.gateway.url,
+            "shard": [0, 1],
+            "application": {"id": str(self.app_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        text = [c for c in self.channels.values() if c["type"] == p.TEXT]
+        created = p.guild(self.guild_id, text, self.threads(), self.bot)
+        return [("READY", ready), ("GUILD_CREATE", created)]
+
+    # --- REST: identity and commands ---------------------------------------------------
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return json_response(self.bot)
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "id": str(self.app_id),
+                "name": "Samsar",
+                "icon": None,
+                "description": "",
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": p.user(1, "owner"),
+                "verify_key": "0" * 64,
+                "flags": 1 << 19,  # GATEWAY_MESSAGE_CONTENT_LIMITED: intent enabled in the portal
+                "bot": self.bot,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return json_response({"url": self.gateway.url, "shards": 1, "session_start_limit": limit})
+
+    async def _sync(self, request: web.Request) -> web.Response:
+        if request.match_info["app_id"] != str(self.app_id):
+            raise Refusal(403, 50001, "Missing Access")
+        guild = request.match_info.get("guild_id")
+        raw = await request.json()
+        synced = []
+        for command in check_commands(raw):
+            stored = {
+                **command,
+                "id": str(p.snowflake()),
+                "application_id": str(self.app_id),
+                "version": str(p.snowflake()),
+                "type": command.get("type", 1),
+            }
+            if guild:
+                stored["guild_id"] = guild
+            synced.append(stored)
+        self.commands[guild or "global"] = synced
+        return json_response(synced)

@@ -1,0 +1,150 @@
+"""What the fake Discord refuses, the way Discord does: form errors, sizes, command shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+MAX_CONTENT = 2000
+MAX_FILES = 10
+_COMMAND_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+class Refusal(Exception):
+    """An error answer: HTTP status, Discord JSON error code and message."""
+
+    def __init__(self, status: int, code: int, message: str, errors: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def response(self) -> web.Response:
+        """The JSON error body Discord sends."""
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return json_response(body, status=self.status)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer with Discord's exact content type (discord.py compares it verbatim)."""
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={**(headers or {}), "Content-Type": "application/json"},
+    )
+
+
+def form_error(field_name: str, code: str, message: str) -> Refusal:
+    """A 400 Invalid Form Body naming one field."""
+    errors = {field_name: {"_errors": [{"code": code, "message": message}]}}
+    return Refusal(400, 50035, "Invalid Form Body", errors)
+
+
+@dataclass
+class Body:
+    """A request body: the JSON (or `payload_json`) and the uploaded `files[n]`."""
+
+    json: dict[str, Any]
+    files: dict[int, tuple[str, bytes, str]] = field(default_factory=dict)  # n → name, bytes, mime
+
+
+async def read_body(request: web.Request) -> Body:
+    """JSON, or multipart with `payload_json` and `files[n]` parts (400 on anything else)."""
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        raw = form.get("payload_json")
+        if not isinstance(raw, str):
+            raise form_error("payload_json", "BASE_TYPE_REQUIRED", "This field is required")
+        files: dict[int, tuple[str, bytes, str]] = {}
+        for name, value in form.items():
+            match = re.fullmatch(r"files\[(\d+)\]", name)
+            if match is None or isinstance(value, str | bytes | bytearray):
+                continue
+            data = value.file.read()
+            files[int(match.group(1))] = (value.filename, data, value.content_type)
+        return Body(json.loads(raw), files)
+    if not request.can_read_body:
+        return Body({})
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise Refusal(400, 50109, "The request body contains invalid JSON.") from exc
+    if not isinstance(data, dict):
+        raise Refusal(400, 50109, "The request body contains invalid JSON.")
+    return Body(data)
+
+
+def check_message(body: Body, *, upload_limit: int, creating: bool) -> None:
+    """Refuse what Discord refuses in a message create or edit."""
+    content = body.json.get("content")
+    if content is not None and not isinstance(content, str):
+        raise form_error("content", "STRING_TYPE_CONVERT", "Could not interpret as string.")
+    if content is not None and len(content) > MAX_CONTENT:
+        raise form_error(
+            "content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length."
+        )
+    if len(body.files) > MAX_FILES:
+        raise form_error(
+            "files", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length."
+        )
+    for _, data, _ in body.files.values():
+        if len(data) > upload_limit:
+            raise Refusal(413, 40005, "Request entity too large")
+    declared = {int(a["id"]) for a in body.json.get("attachments", []) if "id" in a}
+    if body.files and not set(body.files) <= declared:
+        raise form_error("attachments", "ATTACHMENT_NOT_FOUND", "Attachment not found in files.")
+    mentions = body.json.get("allowed_mentions")
+    if mentions is not None and not isinstance(mentions, dict):
+        raise form_error("allowed_mentions", "DICT_TYPE_CONVERT", "Only dictionaries allowed.")
+    if creating and not content and not body.files and not body.json.get("embeds"):
+        raise Refusal(400, 50006, "Cannot send an empty message")
+
+
+def check_commands(commands: object) -> list[dict[str, Any]]:
+    """Refuse a bulk command overwrite Discord would refuse."""
+    if not isinstance(commands, list):
+        raise Refusal(400, 50109, "The request body contains invalid JSON.")
+    names = set()
+    for index, command in enumerate(commands):
+        name = command.get("name", "")
+        if not _COMMAND_NAME.match(name) or name != name.lower():
+            raise form_error(f"{index}.name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+        if name in names:
+            raise form_error(f"{index}.name", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate")
+        names.add(name)
+        _check_options(command.get("options", []), f"{index}")
+        description = command.get("description", "")
+        if command.get("type", 1) == 1 and not 1 <= len(description) <= 100:
+            raise form_error(f"{index}.description", "BASE_TYPE_BAD_LENGTH", "1-100 characters")
+    return commands
+
+
+def _check_options(options: list[dict[str, Any]], where: str) -> None:
+    optional_seen = False
+    for index, option in enumerate(options):
+        spot = f"{where}.options.{index}"
+        name = option.get("name", "")
+        if not _COMMAND_NAME.match(name) or name != name.lower():
+            raise form_error(f"{spot}.name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+        if not 1 <= len(option.get("description", "")) <= 100:
+            raise form_error(f"{spot}.description", "BASE_TYPE_BAD_LENGTH", "1-100 characters")
+        if len(option.get("choices") or []) > 25:
+            raise form_error(f"{spot}.choices", "BASE_TYPE_MAX_LENGTH", "25 or fewer")
+        if option.get("type") in (1, 2):
+            _check_options(option.get("options", []), spot)
+            continue
+        if option.get("required"):
+            if optional_seen:
+                raise form_error(spot, "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID", "Order")
+        else:
+            optional_seen = True
+
+
+BODY = web.RequestKey("body", Body)
+"""Where the middleware leaves the parsed body for the handler."""
