@@ -7,15 +7,18 @@ import contextlib
 import logging
 import os
 import uuid
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 
 from bots import logs, texts
-from bots.bootstrap import MissingSettingError, database_url, wire
+from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
 from core.errors import BotError
 from core.settings import Settings
+
+Runner = Callable[[App], Coroutine[Any, Any, None]]
 
 # Locals are never shown in tracebacks: they may hold secrets.
 app = typer.Typer(
@@ -71,23 +74,42 @@ def console(
 
 @app.command()
 def run() -> None:
-    """Start every platform bot that has credentials."""
+    """Start every platform bot that has credentials, on one core, until interrupted."""
     settings = _settings()
-    wanted = {
-        "Discord": settings.discord_token is not None,
-        "Slack": settings.slack_bot_token is not None
-        and (settings.slack_app_token is not None or settings.slack_signing_secret is not None),
-    }
-    if not any(wanted.values()):
+    runners = _platform_runners(settings)
+    if not runners:
         raise _fail(
             "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
             "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
         )
-    missing = [name for name, on in wanted.items() if on]
-    raise _fail(
-        f"The {' and '.join(missing)} adapter is not part of this build yet; "
-        "use `samsar-bot console` meanwhile."
-    )
+
+    async def main() -> None:
+        async with wire(settings) as wired, asyncio.TaskGroup() as group:
+            for runner in runners:
+                group.create_task(runner(wired))
+
+    try:
+        asyncio.run(main())
+    except MissingSettingError as exc:
+        raise _fail(f"Set {exc} to run the bots.") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _platform_runners(settings: Settings) -> list[Runner]:
+    """The bots that have credentials (imported only then: each platform library is heavy)."""
+    runners: list[Runner] = []
+    if settings.discord_token is not None:
+        from bots.discord.bot import run_discord
+
+        runners.append(run_discord)
+    if settings.slack_bot_token is not None and (
+        settings.slack_app_token is not None or settings.slack_signing_secret is not None
+    ):
+        from bots.slack.transport import run_slack
+
+        runners.append(run_slack)
+    return runners
 
 
 @app.command("sandbox")

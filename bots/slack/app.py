@@ -1,0 +1,203 @@
+"""The Slack app: bolt listeners that acknowledge at once and hand the work to a task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack import texts
+from bots.slack.commands import SlashCommands
+from bots.slack.conversations import Conversations
+from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
+from bots.slack.home import AppHome
+from bots.slack.members import Members
+from bots.slack.progress import Place
+from bots.slack.tasks import Background, RecentKeys
+from bots.slack.translate import (
+    command_key,
+    is_member_message,
+    mentions,
+    message_origin,
+    without_mention,
+)
+from core.conversation.service import ConversationService
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+Work = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SlackOptions:
+    """Adapter knobs that are not operator settings."""
+
+    progress_every: float = 3.0  # seconds between placeholder updates
+    file_origins: tuple[str, ...] = SLACK_FILE_ORIGINS  # where member files may be fetched
+    member_ttl: float = 600.0  # seconds a users.info answer is trusted
+
+
+def slack_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
+    """A Web API client that retries 429s after Retry-After, dropped connections and 5xx."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url or AsyncWebClient.BASE_URL,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class SlackBot:
+    """The bolt `AsyncApp` with its listeners, and the tasks doing the work after each ack."""
+
+    def __init__(
+        self,
+        service: ConversationService,
+        settings: Settings,
+        *,
+        client: AsyncWebClient | None = None,
+        options: SlackOptions = SlackOptions(),
+    ) -> None:
+        if client is None:
+            if settings.slack_bot_token is None:
+                raise ValueError("SLACK_BOT_TOKEN is not set")
+            client = slack_client(settings.slack_bot_token.get_secret_value())
+        self.client = client
+        self.tasks = Background()
+        self._recent = RecentKeys()
+        members = Members(client, ttl=options.member_ttl)
+        files = FileFetcher(
+            client, max_bytes=settings.max_input_image_bytes, origins=options.file_origins
+        )
+        self.conversations = Conversations(
+            service, client, members, files, progress_every=options.progress_every
+        )
+        self._commands = SlashCommands(service, self.conversations, members, client)
+        self._home = AppHome(service, members, client)
+        secret = settings.slack_signing_secret
+        self.app = AsyncApp(
+            client=client,
+            signing_secret=secret.get_secret_value() if secret else "",
+            process_before_response=False,
+            logger=_bolt_logger(),
+        )
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.event("app_home_opened")(self._on_home)
+        self.app.event("assistant_thread_started")(self._on_assistant_thread)
+        self.app.event("assistant_thread_context_changed")(self._ignore)
+        self.app.command("/samsar")(self._on_command)
+
+    def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
+        """Run `work` after the ack, unless this process already started the same event."""
+        retry = request.headers.get("x-slack-retry-num", ["0"])[0]
+        if not self._recent.first_time(key):
+            log.info("redelivery skipped", extra={"event_key": key, "retry_num": retry})
+            return
+        self.tasks.spawn(work(), event_key=key)
+
+    async def _on_mention(
+        self, body: Body, context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        event = body.get("event") or {}
+        if not is_member_message(event):
+            return
+        origin = message_origin(body, event)
+        text = without_mention(str(event.get("text") or ""), context.bot_user_id)
+        files = list(event.get("files") or [])
+        self._start(origin.key, request, lambda: self.conversations.converse(origin, text, files))
+
+    async def _on_message(
+        self, body: Body, context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        event = body.get("event") or {}
+        if not is_member_message(event):
+            return
+        text = str(event.get("text") or "")
+        direct = event.get("channel_type") == "im"
+        if not direct and (not event.get("thread_ts") or mentions(text, context.bot_user_id)):
+            return  # top-level channel chatter, or a mention (the app_mention event has it)
+        origin = message_origin(body, event)
+        files = list(event.get("files") or [])
+        text = without_mention(text, context.bot_user_id)
+        # In channels only threads that are already bot conversations are followed.
+        self._start(
+            origin.key,
+            request,
+            lambda: self.conversations.converse(origin, text, files, only_existing=not direct),
+        )
+
+    async def _on_home(self, body: Body) -> None:
+        event = body.get("event") or {}
+        if event.get("tab") != "home" or not event.get("user"):
+            return
+        team = str(body.get("team_id") or "")
+        user, enterprise = str(event["user"]), body.get("enterprise_id")
+        self.tasks.spawn(self._home.publish(team, user, enterprise), event_key=f"home:{user}")
+
+    async def _on_assistant_thread(self, body: Body) -> None:
+        thread = (body.get("event") or {}).get("assistant_thread") or {}
+        channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+        if not channel or not thread_ts:
+            return
+        self.conversations.assistant_thread(str(channel), str(thread_ts))
+        self.tasks.spawn(
+            self.conversations.renderer.say(
+                Place(str(channel), str(thread_ts), "", assistant=True), texts.GREETING
+            ),
+            event_key=f"assistant:{channel}:{thread_ts}",
+        )
+
+    async def _ignore(self) -> None:
+        """Events the app subscribes to without acting on them."""
+
+    async def _on_command(
+        self, ack: AsyncAck, body: Body, respond: AsyncRespond, request: AsyncBoltRequest
+    ) -> None:
+        key = command_key(str(body.get("trigger_id") or ""))
+        self._start(key, request, lambda: self._commands.run(body, respond))
+        await ack()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let running turns finish (they are billed already) for `grace` seconds, then stop."""
+        try:
+            async with asyncio.timeout(grace):
+                await self.tasks.drain()
+        except TimeoutError:
+            log.warning("slack shutdown cut work short", extra={"pending": self.tasks.pending})
+        await self.tasks.cancel()
+
+
+def _bolt_logger() -> logging.Logger:
+    """bolt's logger; it starts at WARNING unless configured, because at INFO bolt prints the
+    whole body of a request it refused (member text must not reach INFO logs)."""
+    logger = logging.getLogger("bots.slack.bolt")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def build_slack_app(
+    service: ConversationService, settings: Settings, *, client: AsyncWebClient | None = None
+) -> AsyncApp:
+    """The bolt app wired to the conversation service (use `SlackBot` to reach its tasks)."""
+    return SlackBot(service, settings, client=client).app

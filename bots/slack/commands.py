@@ -1,0 +1,202 @@
+"""`/samsar <subcommand>`: conversations start in the channel, everything private is ephemeral."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots import texts as shared_texts
+from bots.slack import texts
+from bots.slack.conversations import Conversations
+from bots.slack.members import Members
+from bots.slack.translate import Origin, command_origin
+from core.conversation.prompts import EffectivePrompt
+from core.conversation.service import ConversationService
+from core.errors import BotError, InputRejected
+from core.models import ChatUser, ImageOptions, PromptScope
+
+log = logging.getLogger(__name__)
+
+Payload = dict[str, Any]
+Handler = Callable[[Payload, str, AsyncRespond], Awaitable[None]]
+_IMAGE_FLAGS = ("size", "quality", "format")
+
+
+class SlashCommands:
+    """Runs one `/samsar` invocation (after the ack)."""
+
+    def __init__(
+        self,
+        service: ConversationService,
+        conversations: Conversations,
+        members: Members,
+        client: AsyncWebClient,
+    ) -> None:
+        self._service = service
+        self._conversations = conversations
+        self._members = members
+        self._client = client
+        self._handlers: dict[str, Handler] = {
+            "ask": self._ask,
+            "imagine": self._imagine,
+            "credits": self._credits,
+            "buy": self._buy,
+            "studio": self._studio,
+            "persona": self._persona,
+            "prompt": self._prompt,
+            "reset": self._reset,
+            "help": self._help,
+        }
+
+    async def run(self, payload: Payload, respond: AsyncRespond) -> None:
+        """Dispatch the subcommand; every refusal or failure is a private sentence."""
+        name, _, rest = str(payload.get("text") or "").strip().partition(" ")
+        handler = self._handlers.get(name.lower() or "help")
+        try:
+            if handler is None:
+                await _private(respond, texts.unknown_command(name))
+                return
+            await handler(payload, rest.strip(), respond)
+        except BotError as exc:
+            await _private(respond, shared_texts.describe(exc, texts.COMMANDS))
+
+    async def _user(self, payload: Payload) -> ChatUser:
+        origin = command_origin(payload)
+        return await self._members.chat_user(origin.user_team, origin.user_id, origin.enterprise_id)
+
+    async def _start(
+        self, payload: Payload, verb: str, text: str, respond: AsyncRespond
+    ) -> Origin | None:
+        """Post the visible root of a new conversation; its thread is where the answer goes."""
+        if not text:
+            raise InputRejected(InputRejected.EMPTY)
+        try:
+            root = await self._client.chat_postMessage(
+                channel=str(payload["channel_id"]),
+                text=texts.asked(str(payload["user_id"]), verb, text),
+            )
+        except SlackApiError as exc:
+            log.info("command root not posted", extra={"error": exc.response.get("error")})
+            await _private(respond, texts.not_in_channel())
+            return None
+        return command_origin(payload, str(root["ts"]))
+
+    async def _ask(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        origin = await self._start(payload, "asks", rest, respond)
+        if origin is not None:
+            await self._conversations.converse(origin, rest)
+
+    async def _imagine(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        options, prompt = parse_image_options(rest)
+        origin = await self._start(payload, "imagines", prompt, respond)
+        if origin is not None:
+            await self._conversations.converse(origin, prompt, imagine=True, options=options)
+
+    async def _credits(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        balance = await self._service.credits(await self._user(payload))
+        await _private(respond, shared_texts.balance_text(balance.remaining))
+
+    async def _buy(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        if not rest.isdigit():
+            raise InputRejected(InputRejected.BAD_VALUE, detail=texts.USAGE_BUY)
+        user = await self._user(payload)
+        link = await self._service.buy(user, int(rest), event_key=command_origin(payload).key)
+        await _private(respond, texts.checkout(link.credits, link.url))
+
+    async def _studio(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        user = await self._user(payload)
+        link = await self._service.studio_link(user, event_key=command_origin(payload).key)
+        await _private(respond, texts.studio(link.url))
+
+    async def _persona(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        action, _, text = rest.partition(" ")
+        user = await self._user(payload)
+        key = command_origin(payload).key
+        if action == "set" and text.strip():
+            await self._service.persona_set(user, text, event_key=key)
+            await _private(respond, texts.PERSONA_SET)
+        elif action == "clear":
+            await self._service.persona_set(user, None, event_key=key)
+            await _private(respond, texts.PERSONA_CLEARED)
+        elif action in ("", "show"):
+            await _private(respond, texts.persona(await self._service.persona_show(user)))
+        else:
+            await _private(respond, texts.USAGE_PERSONA)
+
+    async def _prompt(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        action, _, tail = rest.partition(" ")
+        scope_word, _, text = tail.strip().partition(" ")
+        if scope_word.lower() in ("workspace", "channel"):
+            scope = PromptScope(scope_word.lower())
+        else:
+            scope, text = PromptScope.WORKSPACE, tail.strip()
+        user = await self._user(payload)
+        where = command_origin(payload).thread
+        admin = self._service.admin
+        if action == "set" and text.strip():
+            await admin.prompt_set(user, where, scope, text)
+            await _private(respond, texts.prompt_set(scope))
+        elif action == "clear":
+            removed = await admin.prompt_clear(user, where, scope)
+            await _private(respond, texts.prompt_cleared(scope, removed))
+        elif action in ("", "show"):
+            shown = await admin.prompt_show(user, where, None)
+            text_now = shown.text if isinstance(shown, EffectivePrompt) else None
+            await _private(respond, texts.prompt_shown(text_now))
+        else:
+            await _private(respond, texts.USAGE_PROMPT)
+
+    async def _reset(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        origin = command_origin(payload)
+        thread_ts = self._conversations.latest_thread(
+            origin.team_id, origin.channel, origin.user_id
+        )
+        done = False
+        if thread_ts is not None:
+            user = await self._user(payload)
+            done = await self._service.reset(user, command_origin(payload, thread_ts).thread)
+        await _private(respond, texts.RESET_DONE if done else texts.RESET_NOTHING)
+
+    async def _help(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
+        await _private(respond, texts.HELP)
+
+
+async def _private(respond: AsyncRespond, text: str) -> None:
+    try:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the last resort: it only logs
+        log.error("ephemeral response failed", extra={"error": type(exc).__name__})
+
+
+def parse_image_options(rest: str) -> tuple[ImageOptions | None, str]:
+    """Split `size=512x512 quality=low a red fox` (or `--size 512x512 …`) into options and the
+    prompt; core validates the values."""
+    words = rest.split()
+    values: dict[str, str] = {}
+    while words:
+        word = words[0].lower()
+        flag, sep, value = word.lstrip("-").partition("=")
+        if sep and flag in _IMAGE_FLAGS and value:
+            values[flag], words = value, words[1:]
+        elif word.startswith("--") and flag in _IMAGE_FLAGS and len(words) > 1:
+            values[flag], words = words[1], words[2:]
+        else:
+            break
+    prompt = " ".join(words)
+    if not values:
+        return None, prompt
+    base = ImageOptions()
+    return (
+        ImageOptions(
+            size=values.get("size", base.size),
+            quality=values.get("quality", base.quality),
+            format=values.get("format", base.format),
+        ),
+        prompt,
+    )

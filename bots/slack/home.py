@@ -1,0 +1,52 @@
+"""The App Home tab: the member's credits, persona, and how to use the bot."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots import texts as shared_texts
+from bots.slack import texts
+from bots.slack.members import Members
+from bots.slack.render import Block, context, section
+from core.conversation.service import ConversationService
+from core.errors import BotError
+
+log = logging.getLogger(__name__)
+
+
+class AppHome:
+    """Publishes the Home tab each time a member opens it."""
+
+    def __init__(
+        self, service: ConversationService, members: Members, client: AsyncWebClient
+    ) -> None:
+        self._service = service
+        self._members = members
+        self._client = client
+
+    async def publish(self, team_id: str, user_id: str, enterprise_id: str | None) -> None:
+        """Read the member's figures and publish their Home view."""
+        user = await self._members.chat_user(team_id, user_id, enterprise_id)
+        try:
+            balance = await self._service.credits(user)
+            credits = texts.home_credits(balance.remaining)
+        except BotError as exc:
+            credits = f"*Credits:* {shared_texts.describe(exc, texts.COMMANDS)}"
+        persona = await self._service.persona_show(user)
+        blocks: list[Block] = [
+            {"type": "header", "text": {"type": "plain_text", "text": "Samsar"}},
+            section(credits),
+            section(texts.home_persona(persona)),
+            {"type": "divider"},
+            section(texts.HELP),
+            context("Answers and images are billed to your own Samsar credits."),
+        ]
+        try:
+            await self._client.views_publish(
+                user_id=user_id, view={"type": "home", "blocks": blocks}
+            )
+        except SlackApiError as exc:
+            log.warning("home not published", extra={"error": exc.response.get("error")})

@@ -1,0 +1,115 @@
+"""Never a silent wait: a "thinking…" placeholder (or the assistant status line) that shows the
+elapsed time until the answer replaces it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack import texts
+
+log = logging.getLogger(__name__)
+
+# What a Web API call may raise once the client's own retries are spent.
+POST_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
+
+
+def error_code(exc: BaseException) -> str:
+    """Slack's error code, or the exception's type, for a log line."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error"))
+    return type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a turn answers: the channel, the thread, the member, and whether the thread is on
+    Slack's assistant surface (which has a status line instead of a placeholder)."""
+
+    channel: str
+    thread_ts: str
+    user_id: str
+    assistant: bool = False
+
+
+class Progress:
+    """`async with Progress(...) as progress:` shows work in the thread while the block runs."""
+
+    def __init__(
+        self, client: AsyncWebClient, place: Place, *, drawing: bool, every: float = 3.0
+    ) -> None:
+        self._client = client
+        self._place = place
+        self._drawing = drawing
+        self._every = every
+        self._ticker: asyncio.Task[None] | None = None
+        self.placeholder_ts: str | None = None
+
+    async def __aenter__(self) -> Progress:
+        started = time.monotonic()
+        try:
+            if self._place.assistant:
+                await self._status(texts.STATUS_THINKING)
+            else:
+                response = await self._client.chat_postMessage(
+                    channel=self._place.channel,
+                    thread_ts=self._place.thread_ts,
+                    text=texts.THINKING,
+                )
+                self.placeholder_ts = response.get("ts")
+        except POST_ERRORS as exc:
+            # The answer is still posted when it comes; only the progress is lost.
+            log.warning("progress not shown", extra={"error": error_code(exc)})
+        self._ticker = asyncio.create_task(self._tick(started))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def _tick(self, started: float) -> None:
+        while True:
+            await asyncio.sleep(self._every)  # the pace of updates, not a wait for an event
+            elapsed = time.monotonic() - started
+            try:
+                if self._place.assistant:
+                    await self._status(texts.status_working(elapsed, drawing=self._drawing))
+                elif self.placeholder_ts is not None:
+                    await self._client.chat_update(
+                        channel=self._place.channel,
+                        ts=self.placeholder_ts,
+                        text=texts.still_working(elapsed, drawing=self._drawing),
+                    )
+            except POST_ERRORS as exc:
+                log.info("progress update failed", extra={"error": error_code(exc)})
+
+    async def _status(self, status: str) -> None:
+        await self._client.assistant_threads_setStatus(
+            channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=status
+        )
+
+    async def clear(self) -> None:
+        """Take the progress away when there is nothing to say (a duplicate delivery)."""
+        try:
+            if self._place.assistant:
+                await self._status("")
+            elif self.placeholder_ts is not None:
+                await self._client.chat_delete(channel=self._place.channel, ts=self.placeholder_ts)
+                self.placeholder_ts = None
+        except POST_ERRORS as exc:
+            log.info("progress not cleared", extra={"error": error_code(exc)})

@@ -1,0 +1,97 @@
+"""How Slack reaches the app: Socket Mode (SLACK_APP_TOKEN) or HTTP (`/slack/events`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.bootstrap import App, MissingSettingError
+from bots.slack.app import SlackBot, SlackOptions
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+_BOLT_APP = web.AppKey("bolt_app", AsyncApp)
+
+
+async def _events(request: web.Request) -> web.Response:
+    bolt_app = request.app[_BOLT_APP]
+    response = await bolt_app.async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(response)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def http_application(bolt_app: AsyncApp) -> web.Application:
+    """The aiohttp application: Slack's request URL and a health check."""
+    application = web.Application()
+    application[_BOLT_APP] = bolt_app
+    application.router.add_post(EVENTS_PATH, _events)
+    application.router.add_get(HEALTH_PATH, _health)
+    return application
+
+
+@asynccontextmanager
+async def serving_http(bolt_app: AsyncApp, *, host: str, port: int) -> AsyncIterator[str]:
+    """Serve the app over HTTP for the duration of the block; yields the root URL."""
+    runner = web.AppRunner(http_application(bolt_app), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        url = f"http://{bound_host}:{bound_port}"
+        log.info("slack http listening", extra={"url": url, "path": EVENTS_PATH})
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def socket_mode(bolt_app: AsyncApp, app_token: str) -> AsyncIterator[AsyncSocketModeHandler]:
+    """Connected to Slack's Socket Mode (through `apps.connections.open` on the app's client)."""
+    handler = AsyncSocketModeHandler(bolt_app, app_token)
+    # slack-bolt leaves these two methods unannotated.
+    try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("slack socket mode connected")
+        yield handler
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+async def run_slack(
+    app: App,
+    *,
+    client: AsyncWebClient | None = None,
+    host: str = "0.0.0.0",
+    options: SlackOptions | None = None,
+) -> None:
+    """Run the Slack bot until cancelled: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on
+    SLACK_PORT (needs SLACK_SIGNING_SECRET). Running turns get a short grace at shutdown."""
+    settings = app.settings
+    if settings.slack_bot_token is None:
+        raise MissingSettingError("SLACK_BOT_TOKEN")
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        raise MissingSettingError("SLACK_APP_TOKEN or SLACK_SIGNING_SECRET")
+    bot = SlackBot(app.service, settings, client=client, options=options or SlackOptions())
+    try:
+        if settings.slack_app_token is not None:
+            async with socket_mode(bot.app, settings.slack_app_token.get_secret_value()):
+                await asyncio.Event().wait()
+        else:
+            async with serving_http(bot.app, host=host, port=settings.slack_port):
+                await asyncio.Event().wait()
+    finally:
+        await bot.close()

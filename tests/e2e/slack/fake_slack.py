@@ -1,0 +1,257 @@
+"""A wire-level fake Slack on 127.0.0.1: the Web API the bot uses, file upload and download
+URLs, response_url, and a Socket Mode websocket. It records every request and refuses what
+Slack refuses (bad token, unknown method, missing arguments)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.e2e.slack import fake_web_api
+from tests.e2e.slack.fake_records import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    TEAM,
+    ApiCall,
+    Message,
+    Upload,
+)
+from tests.e2e.slack.fake_socket import SocketServer
+
+_APP_TOKEN_METHODS = ("apps.connections.open",)
+
+
+class FakeSlack:
+    """The fake's state; tests read it and steer it (users, rate limits, socket envelopes)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.calls: list[ApiCall] = []
+        self.messages: list[Message] = []
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # posts to response_url
+        self.views: list[dict[str, Any]] = []
+        self.uploads: dict[str, Upload] = {}
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}  # member files to download
+        self.downloads: list[tuple[str, str | None]] = []  # (path, Authorization header)
+        self.users: dict[str, dict[str, Any]] = {}
+        self.not_member: set[str] = set()  # channels where the bot may not post
+        self.rate_limits: dict[str, tuple[int, Callable[[dict[str, Any]], bool]]] = {}
+        self.socket = SocketServer(self._changed)
+        self._ids = itertools.count(1)
+        self._change = asyncio.Event()
+
+    # --- what tests set up ---------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        """The base_url to give slack-sdk's web client."""
+        return f"{self.url}/api/"
+
+    def add_user(self, user_id: str, name: str, *, admin: bool = False) -> None:
+        """A member users.info knows."""
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": TEAM,
+            "name": name.lower(),
+            "real_name": name,
+            "is_admin": admin,
+            "is_owner": False,
+            "profile": {"display_name": name, "real_name": name},
+        }
+
+    def add_file(self, name: str, data: bytes, mimetype: str = "image/png") -> dict[str, Any]:
+        """A member's uploaded file, as a message event carries it."""
+        file_id = f"F{next(self._ids):06d}"
+        info = {
+            "id": file_id,
+            "name": name,
+            "mimetype": mimetype,
+            "size": len(data),
+            "url_private": f"{self.url}/files-pri/{TEAM}-{file_id}/{name}",
+            "url_private_download": f"{self.url}/files-pri/{TEAM}-{file_id}/download/{name}",
+        }
+        self.files[file_id] = (info, data)
+        return info
+
+    def rate_limit(
+        self,
+        method: str,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] = lambda params: True,
+    ) -> None:
+        """Answer the next `times` calls of `method` (whose arguments pass `when`) with 429
+        and Retry-After: 1."""
+        self.rate_limits[method] = (times, when)
+
+    # --- what tests read -----------------------------------------------------------
+    def calls_to(self, method: str) -> list[ApiCall]:
+        """Recorded calls of one method."""
+        return [c for c in self.calls if c.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The bot's live messages in a thread, in posting order."""
+        return [
+            m
+            for m in self.messages
+            if m.channel == channel and m.thread_ts == thread_ts and not m.deleted
+        ]
+
+    async def wait_until(self, condition: Callable[[], object], within: float = 10.0) -> None:
+        """Poll `condition` after each request until it holds; TimeoutError otherwise."""
+        async with asyncio.timeout(within):
+            while not condition():
+                await self._change.wait()
+
+    def _changed(self) -> None:
+        self._change.set()
+        self._change = asyncio.Event()
+
+    def next_ts(self) -> str:
+        """A fresh, increasing message timestamp."""
+        n = next(self._ids)
+        return f"{1_700_000_000 + n}.{n:06d}"
+
+    def next_id(self, prefix: str) -> str:
+        """A fresh object id."""
+        return f"{prefix}{next(self._ids):06d}"
+
+    # --- the web server -------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _params(request)
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() or params.pop("token", None)
+        status, body, headers = 200, {}, {}
+        left, when = self.rate_limits.get(method, (0, lambda params: True))
+        if left and when(params):
+            self.rate_limits[method] = (left - 1, when)
+            status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+        else:
+            body = self._answer(method, params, token)
+        self.calls.append(ApiCall(method, params, token, status, body))
+        self._changed()
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        handler = fake_web_api.METHODS.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        expected = APP_TOKEN if method in _APP_TOKEN_METHODS else BOT_TOKEN
+        if token != expected:
+            return {"ok": False, "error": "invalid_auth"}
+        try:
+            return {"ok": True, **handler(self, params)}
+        except fake_web_api.SlackError as exc:
+            return {"ok": False, "error": exc.code}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None or upload.data is not None:
+            return web.Response(status=404, text="not found")
+        if len(data) != upload.length:
+            return web.Response(status=400, text="length mismatch")
+        upload.data = data
+        self._changed()
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        self.downloads.append((request.path, auth))
+        file_id = request.match_info["file"].split("-")[-1]
+        if auth != f"Bearer {BOT_TOKEN}" or file_id not in self.files:
+            raise web.HTTPFound(f"{self.url}/signin")  # Slack sends strangers to its login page
+        return web.Response(body=self.files[file_id][1], content_type="application/octet-stream")
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        self._changed()
+        return web.Response(text="ok")
+
+    def application(self) -> web.Application:
+        """The aiohttp application of the fake."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{file}/{tail:.*}", self._download)
+        app.router.add_post("/respond/{hook}", self._respond)
+        app.router.add_get("/socket", self.socket.handle)
+        return app
+
+    def response_url(self) -> str:
+        """A fresh response_url for a slash command."""
+        return f"{self.url}/respond/{self.next_id('H')}"
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Query and body arguments: form or JSON, as slack-sdk sends them."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        else:
+            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return params
+
+
+@asynccontextmanager
+async def running_fake_slack() -> AsyncIterator[FakeSlack]:
+    """Start the fake on a random port and stop it on exit."""
+    fake = FakeSlack()
+    runner = web.AppRunner(fake.application(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        fake.socket.url = fake.url.replace("http://", "ws://") + "/socket"
+        yield fake
+    finally:
+        await fake.socket.close()
+        await runner.cleanup()
+
+
+def sign(
+    body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers Slack signs a request with (v0 HMAC-SHA256 over `v0:ts:body`)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+async def post_signed(
+    url: str,
+    body: str,
+    *,
+    content_type: str,
+    retry_num: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """POST `body` as Slack would (signed unless `headers` replace the signature)."""
+    sent = {"Content-Type": content_type, **(headers if headers is not None else sign(body))}
+    if retry_num is not None:
+        sent |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body.encode(), headers=sent) as response,
+    ):
+        return response.status, await response.text()
+
+
+def json_body(payload: dict[str, Any]) -> str:
+    """An Events API body."""
+    return json.dumps(payload)

@@ -1,0 +1,108 @@
+"""Delivery: acks before work, retries and duplicates run once, signatures, Slack 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.e2e.slack import payloads
+from tests.e2e.slack.conftest import Slack, running_slack
+from tests.e2e.slack.fake_records import SIGNING_SECRET
+from tests.e2e.slack.fake_slack import json_body, post_signed, sign
+from tests.e2e.slack.payloads import ALICE, CHANNEL
+
+
+async def test_one_event_delivered_four_times_is_one_completion_and_one_charge(
+    slack: Slack,
+) -> None:
+    at = payloads.ts()
+    payload = payloads.mention("once please", at=at)
+    for retry in range(4):  # the original and Slack's three retries
+        await slack.event(payload, retry=retry)
+    await slack.settle()
+    assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
+    assert len(slack.fake.thread(CHANNEL, at)) == 1
+
+
+async def test_one_event_twice_at_once_is_one_completion(slack: Slack) -> None:
+    at = payloads.ts()
+    payload = payloads.mention("at once", at=at)
+    await asyncio.gather(slack.event(payload), slack.event(payload))
+    await slack.settle()
+    assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
+    assert len(slack.fake.thread(CHANNEL, at)) == 1
+
+
+async def test_two_replicas_given_the_same_event_bill_it_once_through_the_ledger(
+    slack_http: Slack, tmp_path: Path
+) -> None:
+    first = slack_http
+    async with running_slack(
+        tmp_path, "http", fake=first.fake, sandbox=first.sandbox, store=first.store
+    ) as second:
+        at = payloads.ts()
+        payload = payloads.mention("slow and shared #slow=0.3", at=at)
+        await asyncio.gather(first.event(payload), second.event(payload))
+        await asyncio.gather(first.settle(), second.settle())
+        await second.event(payload, retry=1)  # a retry reaching the replica that dropped it
+        await second.settle()
+    assert len(first.completions()) == 1 and first.charged(ALICE) == 1
+    # The duplicate's placeholder was taken back: one answer in the thread.
+    [answer] = first.fake.thread(CHANNEL, at)
+    assert answer.section_text().startswith("Sandbox reply #1")
+
+
+async def test_bad_or_stale_signatures_get_401_and_no_work(slack_http: Slack) -> None:
+    url = f"{slack_http.http_url}/slack/events"
+    body = json_body(payloads.mention("forged"))
+    forged = sign(body, secret="not-the-secret")
+    stale = sign(body, secret=SIGNING_SECRET, timestamp=int(time.time()) - 600)
+    for headers in (forged, stale, {}):
+        status, _ = await post_signed(url, body, content_type="application/json", headers=headers)
+        assert status == 401
+    await slack_http.settle()
+    assert slack_http.sandbox.state.calls == [] and slack_http.fake.calls == []
+
+
+async def test_the_request_url_challenge_is_answered(slack_http: Slack) -> None:
+    body = json_body({"token": "t", "challenge": "c-123", "type": "url_verification"})
+    status, text = await post_signed(
+        f"{slack_http.http_url}/slack/events", body, content_type="application/json"
+    )
+    assert status == 200 and "c-123" in text
+
+
+async def test_the_ack_comes_before_a_slow_turn_ends(slack: Slack) -> None:
+    at = payloads.ts()
+    started = time.monotonic()
+    await slack.event(payloads.mention("take your time #slow=1.5", at=at))
+    acked = time.monotonic() - started
+    assert acked < 1.0 and slack.completions() == []
+    await slack.settle()
+    assert len(slack.completions()) == 1 and time.monotonic() - started >= 1.5
+    [answer] = slack.fake.thread(CHANNEL, at)
+    assert answer.versions[0] == "_Thinking…_" and "Thinking… 1 s" in " ".join(answer.versions)
+
+
+async def test_a_slack_429_on_posting_is_retried_and_delivered_once(slack: Slack) -> None:
+    # The answer replacing the placeholder is refused once.
+    slack.fake.rate_limit("chat.update", when=lambda params: "Sandbox" in str(params.get("text")))
+    at = payloads.ts()
+    await slack.event(payloads.mention("through a rate limit", at=at))
+    await slack.settle()
+    updates = slack.fake.calls_to("chat.update")
+    assert [c.status for c in updates if "Sandbox" in str(c.params.get("text"))] == [429, 200]
+    [answer] = slack.fake.thread(CHANNEL, at)
+    assert answer.section_text().startswith("Sandbox reply #1")
+    assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
+
+
+async def test_health_check_answers(slack_http: Slack) -> None:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{slack_http.http_url}/healthz") as response,
+    ):
+        assert response.status == 200 and await response.json() == {"ok": True}

@@ -1,0 +1,45 @@
+"""`run_slack` as `samsar-bot run` starts it: Socket Mode from the settings, until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from bots.bootstrap import MissingSettingError, wire
+from bots.slack.app import SlackOptions, slack_client
+from bots.slack.transport import run_slack
+from tests.e2e.slack import payloads
+from tests.e2e.slack.conftest import settings
+from tests.e2e.slack.fake_records import APP_TOKEN, BOT_TOKEN
+from tests.e2e.slack.fake_slack import running_fake_slack
+from tests.e2e.slack.payloads import ALICE, CHANNEL
+
+
+async def test_run_slack_answers_over_socket_mode_until_cancelled(tmp_path: Path) -> None:
+    config = settings(slack_app_token=APP_TOKEN, data_dir=tmp_path, sandbox_start_credits=7)
+    async with running_fake_slack() as fake, wire(config, sandbox=True) as app:
+        fake.add_user(ALICE, "Alice")
+        client = slack_client(BOT_TOKEN, base_url=fake.api_url)
+        options = SlackOptions(progress_every=0.2, file_origins=(fake.url,))
+        running = asyncio.create_task(run_slack(app, client=client, options=options))
+        await fake.socket.connected()
+        at = payloads.ts()
+        envelope = await fake.socket.send("events_api", payloads.mention("hi", at=at))
+        await fake.wait_until(lambda: envelope in fake.socket.acks)
+        await fake.wait_until(lambda: any("credit" in m.context_text() for m in fake.messages))
+        [answer] = fake.thread(CHANNEL, at)
+        assert answer.context_text() == "1 credit used · 6 left"
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await fake.wait_until(lambda: not fake.socket.connections)
+
+
+async def test_run_slack_names_the_missing_setting(tmp_path: Path) -> None:
+    config = settings(slack_signing_secret=None, data_dir=tmp_path)
+    async with wire(config, sandbox=True) as app:
+        with pytest.raises(MissingSettingError, match="SLACK_APP_TOKEN or SLACK_SIGNING_SECRET"):
+            await run_slack(app)
