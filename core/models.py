@@ -87,6 +87,15 @@ class ImageOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageChoice:
+    """What a member chose for one image; None leaves the operator's default."""
+
+    size: str | None = None
+    quality: str | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """One member action that may reach Samsar; `event_key` is stable across redeliveries."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import sys
 import uuid
 from collections.abc import Awaitable
@@ -11,10 +10,11 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from bots import texts
+from bots.image_flags import split_image_flags
 from core.conversation.prompts import EffectivePrompt
 from core.conversation.service import ConversationService
 from core.errors import BotError, InputRejected
-from core.models import ChatUser, ImageOptions, IncomingMessage, PromptScope, Reply, ThreadRef
+from core.models import ChatUser, IncomingMessage, PromptScope, Reply, ThreadRef
 
 T = TypeVar("T")
 WORKSPACE = "console"
@@ -139,10 +139,10 @@ class ConsoleBot:
         return task.result()
 
     async def _imagine(self, rest: str) -> None:
-        options, prompt = _parse_image_flags(rest)
+        choice, prompt = split_image_flags(rest)
         if not prompt:
             raise InputRejected(InputRejected.EMPTY)
-        await self._answer(self._service.imagine(self._message(prompt), options))
+        await self._answer(self._service.imagine(self._message(prompt), choice))
 
     async def _reset(self, _: str) -> None:
         await self._service.reset(self._user, self._thread)
@@ -201,27 +201,3 @@ class ConsoleBot:
 
     async def _help(self, _: str) -> None:
         self.say(texts.HELP_CONSOLE)
-
-
-def _parse_image_flags(rest: str) -> tuple[ImageOptions | None, str]:
-    """Split `--size 512x512 --quality low a red fox` into options and the prompt."""
-    try:
-        words = shlex.split(rest)
-    except ValueError:
-        words = rest.split()
-    values: dict[str, str] = {}
-    while len(words) >= 2 and words[0] in ("--size", "--quality", "--format"):
-        values[words[0][2:]] = words[1]
-        words = words[2:]
-    prompt = " ".join(words)
-    if not values:
-        return None, prompt
-    base = ImageOptions()
-    return (
-        ImageOptions(
-            size=values.get("size", base.size),
-            quality=values.get("quality", base.quality),
-            format=values.get("format", base.format),
-        ),
-        prompt,
-    )

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
+from bots.image_flags import split_image_flags
 from bots.slack import texts
 from bots.slack.conversations import Conversations
 from bots.slack.members import Members
@@ -19,13 +20,12 @@ from bots.slack.translate import Origin, command_origin
 from core.conversation.prompts import EffectivePrompt
 from core.conversation.service import ConversationService
 from core.errors import BotError, InputRejected
-from core.models import ChatUser, ImageOptions, PromptScope
+from core.models import ChatUser, PromptScope
 
 log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
 Handler = Callable[[Payload, str, AsyncRespond], Awaitable[None]]
-_IMAGE_FLAGS = ("size", "quality", "format")
 
 
 class SlashCommands:
@@ -93,10 +93,10 @@ class SlashCommands:
             await self._conversations.converse(origin, rest)
 
     async def _imagine(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
-        options, prompt = parse_image_options(rest)
+        choice, prompt = split_image_flags(rest)
         origin = await self._start(payload, "imagines", prompt, respond)
         if origin is not None:
-            await self._conversations.converse(origin, prompt, imagine=True, options=options)
+            await self._conversations.converse(origin, prompt, imagine=True, options=choice)
 
     async def _credits(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
         balance = await self._service.credits(await self._user(payload))
@@ -172,31 +172,3 @@ async def _private(respond: AsyncRespond, text: str) -> None:
         await respond(text=text, response_type="ephemeral", replace_original=False)
     except (aiohttp.ClientError, TimeoutError) as exc:  # the last resort: it only logs
         log.error("ephemeral response failed", extra={"error": type(exc).__name__})
-
-
-def parse_image_options(rest: str) -> tuple[ImageOptions | None, str]:
-    """Split `size=512x512 quality=low a red fox` (or `--size 512x512 …`) into options and the
-    prompt; core validates the values."""
-    words = rest.split()
-    values: dict[str, str] = {}
-    while words:
-        word = words[0].lower()
-        flag, sep, value = word.lstrip("-").partition("=")
-        if sep and flag in _IMAGE_FLAGS and value:
-            values[flag], words = value, words[1:]
-        elif word.startswith("--") and flag in _IMAGE_FLAGS and len(words) > 1:
-            values[flag], words = words[1], words[2:]
-        else:
-            break
-    prompt = " ".join(words)
-    if not values:
-        return None, prompt
-    base = ImageOptions()
-    return (
-        ImageOptions(
-            size=values.get("size", base.size),
-            quality=values.get("quality", base.quality),
-            format=values.get("format", base.format),
-        ),
-        prompt,
-    )

@@ -19,7 +19,7 @@ from bots.slack.translate import Origin
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.errors import BotError, NotThreadOwner
-from core.models import ImageOptions, IncomingMessage, Reply
+from core.models import ImageChoice, IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Conversations:
         files: Sequence[dict[str, Any]] = (),
         *,
         imagine: bool = False,
-        options: ImageOptions | None = None,
+        options: ImageChoice | None = None,
         only_existing: bool = False,
     ) -> None:
         """Run one turn and post its outcome (answer, error, or nothing for a duplicate).
@@ -107,7 +107,7 @@ class Conversations:
         files: Sequence[dict[str, Any]],
         *,
         imagine: bool,
-        options: ImageOptions | None,
+        options: ImageChoice | None,
     ) -> None:
         place = self.place(origin)
         progress = Progress(self._client, place, drawing=imagine, every=self._progress_every)
@@ -136,7 +136,7 @@ class Conversations:
         files: Sequence[dict[str, Any]],
         *,
         imagine: bool,
-        options: ImageOptions | None,
+        options: ImageChoice | None,
     ) -> Reply | BotError | None:
         try:
             user = await self._members.chat_user(

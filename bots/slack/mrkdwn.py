@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from markdown_to_mrkdwn import SlackMarkdownConverter  # type: ignore[import-untyped]
+from markdown_to_mrkdwn import SlackMarkdownConverter
 
 # A section block's text may hold 3000 characters; a message with it stays far below the
 # 40 000-character message limit.

@@ -22,6 +22,7 @@ from core.models import (
     CheckoutLink,
     CompletionRequest,
     ExternalIdentity,
+    ImageChoice,
     ImageOptions,
     IncomingMessage,
     LoginLink,
@@ -79,10 +80,20 @@ class ConversationService:
         return await self._turn(message, kind="ask", image=self._ask_image_tool(), force=False)
 
     async def imagine(
-        self, message: IncomingMessage, options: ImageOptions | None = None
+        self, message: IncomingMessage, choice: ImageChoice | None = None
     ) -> Reply | None:
-        """Generate an image for the prompt (the image tool is forced); None on a duplicate."""
-        image = check_image_options(options or self._config.image)
+        """Generate an image for the prompt (the image tool is forced); None on a duplicate.
+
+        What the member left out of `choice` comes from the operator's image settings.
+        """
+        default, choice = self._config.image, choice or ImageChoice()
+        image = check_image_options(
+            ImageOptions(
+                size=choice.size or default.size,
+                quality=choice.quality or default.quality,
+                format=choice.format or default.format,
+            )
+        )
         return await self._turn(message, kind="imagine", image=image, force=True)
 
     def _ask_image_tool(self) -> ImageOptions | None:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from core import errors
 from core.conversation.service import ConversationConfig, ConversationService
-from core.models import ChatUser, ImageOptions, IncomingMessage, PromptScope, ThreadRef
+from core.models import ChatUser, ImageChoice, IncomingMessage, PromptScope, ThreadRef
 from core.samsar.client import SamsarClient
 from core.samsar.retry import RetryPolicy
 from sandbox.app import RunningSandbox, running_sandbox
@@ -88,7 +88,7 @@ async def test_a_thread_is_one_session_bootstrapped_once(stack: Stack) -> None:
 
 async def test_imagine_returns_a_decodable_png_of_the_asked_size(stack: Stack) -> None:
     reply = await stack.service.imagine(
-        msg("a red fox", "e1"), ImageOptions("640x480", "low", "png")
+        msg("a red fox", "e1"), ImageChoice(size="640x480", quality="low")
     )
     assert reply is not None and len(reply.images) == 1
     image = reply.images[0]

@@ -12,6 +12,7 @@ from core.conversation.prompts import CLEARED_NOTICE
 from core.conversation.service import ConversationConfig, ConversationService
 from core.models import (
     ChatUser,
+    ImageChoice,
     ImageOptions,
     IncomingMessage,
     InputImage,
@@ -230,7 +231,8 @@ async def test_input_limits_refuse_before_anything_is_billed(
 async def test_imagine_forces_the_tool_and_names_the_file(
     service: ConversationService, samsar: FakeSamsar
 ) -> None:
-    reply = await service.imagine(message("a fox", key="e1"), ImageOptions("512x512", "low", "jpg"))
+    choice = ImageChoice(size="512x512", quality="low", format="jpg")
+    reply = await service.imagine(message("a fox", key="e1"), choice)
     assert reply is not None and len(reply.images) == 1
     image = reply.images[0]
     assert image.data == PNG_1PX and image.mime == "image/png"
@@ -242,14 +244,25 @@ async def test_imagine_forces_the_tool_and_names_the_file(
 
 @pytest.mark.parametrize(
     "options",
-    [ImageOptions(size="10x10"), ImageOptions(quality="ultra"), ImageOptions(format="bmp")],
+    [ImageChoice(size="10x10"), ImageChoice(quality="ultra"), ImageChoice(format="bmp")],
 )
 async def test_imagine_refuses_bad_options(
-    service: ConversationService, samsar: FakeSamsar, options: ImageOptions
+    service: ConversationService, samsar: FakeSamsar, options: ImageChoice
 ) -> None:
     with pytest.raises(errors.InputRejected):
         await service.imagine(message("a fox", key="e1"), options)
     assert samsar.calls == []
+
+
+async def test_imagine_fills_what_the_member_left_out_from_the_settings(
+    samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    config = ConversationConfig(image=ImageOptions("1536x1024", "high", "webp"))
+    service = ConversationService(samsar, store, config)
+    await service.imagine(message("a fox", key="e1"), ImageChoice(quality="low"))
+    request = samsar.calls[-1].request
+    assert request is not None
+    assert request.image_tool == ImageOptions("1536x1024", "low", "webp")
 
 
 async def test_ask_sends_the_image_tool_unless_configured_off(

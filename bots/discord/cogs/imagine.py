@@ -14,7 +14,7 @@ from bots.discord.delivery import InteractionTarget
 from bots.discord.progress import defer, elapsed_status
 from bots.discord.translate import Interaction
 from core.conversation.service import ConversationService
-from core.models import ImageOptions, IncomingMessage
+from core.models import ImageChoice, IncomingMessage
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,7 @@ class ImagineCog(commands.Cog):
         """Post the picture (revised prompt as caption); in a conversation it continues it."""
         if not await defer(interaction, ephemeral=False):
             return
-        settings = self._settings
-        options = ImageOptions(
-            size=size or settings.image_size,
-            quality=quality or settings.image_quality,
-            format=format or settings.image_format,
-        )
+        choice = ImageChoice(size=size, quality=quality, format=format)
         where = translate.conversation_of(interaction.channel, interaction.guild_id)
         where = where or translate.pending(
             interaction.guild_id, interaction.channel_id, f"imagine-{interaction.id}"
@@ -68,7 +63,7 @@ class ImagineCog(commands.Cog):
             text=prompt,
         )
         async with elapsed_status(interaction, texts.generating, self._status_every):
-            reply = await self._service.imagine(message, options)
+            reply = await self._service.imagine(message, choice)
         if reply is None:
             return
         await post_answer(
