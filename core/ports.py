@@ -101,6 +101,12 @@ class SessionRepository(Protocol):
         """Forget the thread's session (reset); True when there was one."""
         ...
 
+    async def latest_owned(
+        self, platform: str, workspace_id: str, channel_id: str, owner_key: str
+    ) -> ThreadSession | None:
+        """The owner's most recently used session in a channel, or None."""
+        ...
+
 
 class PromptRepository(Protocol):
     """Admin prompts by workspace ("" channel) or channel."""

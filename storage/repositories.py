@@ -102,6 +102,13 @@ class SqlUserRepository(_Repository):
             await session.exec(stmt)
 
 
+def _thread_session(row: ThreadSessionRow) -> ThreadSession:
+    return ThreadSession(
+        thread=ThreadRef(row.platform, row.workspace_id, row.channel_id, row.thread_id),
+        **row.model_dump(exclude={*_THREAD_COLUMNS, "updated_at"}),
+    )
+
+
 class SqlSessionRepository(_Repository):
     """Thread → Samsar session mapping."""
 
@@ -110,12 +117,7 @@ class SqlSessionRepository(_Repository):
         key = (thread.platform, thread.workspace_id, thread.channel_id, thread.thread_id)
         async with self._sessions() as session:
             row = await session.get(ThreadSessionRow, key)
-        if row is None:
-            return None
-        return ThreadSession(
-            thread=ThreadRef(row.platform, row.workspace_id, row.channel_id, row.thread_id),
-            **row.model_dump(exclude={*_THREAD_COLUMNS, "updated_at"}),
-        )
+        return None if row is None else _thread_session(row)
 
     async def save(self, session: ThreadSession) -> None:
         """Insert or replace the thread's row.
@@ -153,6 +155,25 @@ class SqlSessionRepository(_Repository):
         async with self._sessions.begin() as session:
             result = await session.exec(stmt)
         return bool(result.rowcount)
+
+    async def latest_owned(
+        self, platform: str, workspace_id: str, channel_id: str, owner_key: str
+    ) -> ThreadSession | None:
+        """The owner's most recently used session in a channel (the primary key's prefix)."""
+        stmt = (
+            select(ThreadSessionRow)
+            .where(
+                col(ThreadSessionRow.platform) == platform,
+                col(ThreadSessionRow.workspace_id) == workspace_id,
+                col(ThreadSessionRow.channel_id) == channel_id,
+                col(ThreadSessionRow.owner_key) == owner_key,
+            )
+            .order_by(col(ThreadSessionRow.updated_at).desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.exec(stmt)).first()
+        return None if row is None else _thread_session(row)
 
 
 class SqlPromptRepository(_Repository):

@@ -57,10 +57,23 @@ class MemorySessions:
         return self.rows.get(thread)
 
     async def save(self, session: ThreadSession) -> None:
+        self.rows.pop(session.thread, None)
         self.rows[session.thread] = session
 
     async def delete(self, thread: ThreadRef) -> bool:
         return self.rows.pop(thread, None) is not None
+
+    async def latest_owned(
+        self, platform: str, workspace_id: str, channel_id: str, owner_key: str
+    ) -> ThreadSession | None:
+        # Dicts keep insertion order and save() re-inserts: the last match is the latest used.
+        matches = [
+            s
+            for t, s in self.rows.items()
+            if (t.platform, t.workspace_id, t.channel_id) == (platform, workspace_id, channel_id)
+            and s.owner_key == owner_key
+        ]
+        return matches[-1] if matches else None
 
 
 class MemoryPrompts:

@@ -153,14 +153,9 @@ class SlashCommands:
             await _private(respond, texts.USAGE_PROMPT)
 
     async def _reset(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
-        origin = command_origin(payload)
-        thread_ts = self._conversations.latest_thread(
-            origin.team_id, origin.channel, origin.user_id
-        )
-        done = False
-        if thread_ts is not None:
-            user = await self._user(payload)
-            done = await self._service.reset(user, command_origin(payload, thread_ts).thread)
+        user = await self._user(payload)
+        latest = await self._service.latest_thread(user, command_origin(payload).thread)
+        done = latest is not None and await self._service.reset(user, latest)
         await _private(respond, texts.RESET_DONE if done else texts.RESET_NOTHING)
 
     async def _help(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:

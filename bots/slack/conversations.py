@@ -45,17 +45,11 @@ class Conversations:
         self._progress_every = progress_every
         self.renderer = Renderer(client)
         self._threads = KeyedLocks()
-        # (team, channel, user) → the member's latest thread there, for `/samsar reset`.
-        self._latest: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._assistant_threads: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def assistant_thread(self, channel: str, thread_ts: str) -> None:
         """Remember a thread of Slack's assistant surface (it gets a status line)."""
         _remember(self._assistant_threads, (channel, thread_ts), None)
-
-    def latest_thread(self, team_id: str, channel: str, user_id: str) -> str | None:
-        """The member's latest conversation thread in a channel, as far as this process knows."""
-        return self._latest.get((team_id, channel, user_id))
 
     def place(self, origin: Origin) -> Place:
         """Where the answer to `origin` goes."""
@@ -96,8 +90,6 @@ class Conversations:
                 return
             if await self.owned_by_other(origin):
                 return
-            latest = (origin.team_id, origin.channel, origin.user_id)
-            _remember(self._latest, latest, origin.thread_ts)
             await self._run(origin, text, files, imagine=imagine, options=options)
 
     async def _run(

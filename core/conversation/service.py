@@ -310,6 +310,14 @@ class ConversationService:
             await self._store.sessions.delete(old)
             return True
 
+    async def latest_thread(self, user: ChatUser, channel: ThreadRef) -> ThreadRef | None:
+        """The member's most recently used conversation in `channel`'s channel (for a reset
+        typed where no thread is known, such as a Slack slash command)."""
+        session = await self._store.sessions.latest_owned(
+            channel.platform, channel.workspace_id, channel.channel_id, user.key
+        )
+        return session.thread if session else None
+
     async def session_of(self, thread: ThreadRef) -> ThreadSession | None:
         """The thread's current session, if any (adapters use it to spot bot conversations)."""
         return await self._store.sessions.get(thread)

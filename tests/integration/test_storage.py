@@ -145,6 +145,22 @@ async def test_sessions_round_trip_replace_and_delete(store: SqlStore) -> None:
     assert await store.sessions.get(THREAD) is None
 
 
+async def test_sessions_latest_owned_in_a_channel(store: SqlStore) -> None:
+    def where(channel: str, thread: str) -> ThreadRef:
+        return ThreadRef("slack", "T1", channel, thread)
+
+    assert await store.sessions.latest_owned("slack", "T1", "C1", U1) is None
+    await store.sessions.save(ThreadSession(where("C1", "a"), "sa", U1))
+    await store.sessions.save(ThreadSession(where("C1", "b"), "sb", U1))
+    await store.sessions.save(ThreadSession(where("C1", "c"), "sc", "slack:T1:U9"))
+    await store.sessions.save(ThreadSession(where("C2", "d"), "sd", U1))
+    latest = await store.sessions.latest_owned("slack", "T1", "C1", U1)
+    assert latest is not None and latest.session_id == "sb"
+    await store.sessions.save(ThreadSession(where("C1", "a"), "sa", U1, last_response_id="r2"))
+    latest = await store.sessions.latest_owned("slack", "T1", "C1", U1)
+    assert latest is not None and latest.thread == where("C1", "a")
+
+
 async def test_prompts_per_scope(store: SqlStore) -> None:
     workspace = AdminPrompt("discord", "G1", "", "be kind", "discord:1", T0)
     channel = AdminPrompt("discord", "G1", "C7", "speak French", "discord:2", T0)

@@ -317,6 +317,18 @@ async def test_move_thread_carries_the_session(service: ConversationService) -> 
     assert not await service.move_thread(THREAD, OTHER_THREAD)
 
 
+async def test_latest_thread_of_a_member_in_a_channel(service: ConversationService) -> None:
+    assert await service.latest_thread(ALICE, THREAD) is None
+    await service.ask(message("one", key="e1", thread=OTHER_THREAD))
+    await service.ask(message("two", key="e2", thread=THREAD))
+    await service.ask(
+        message("mine", key="e3", user=BOB, thread=ThreadRef("slack", "T1", "C1", "b"))
+    )
+    assert await service.latest_thread(ALICE, OTHER_THREAD) == THREAD
+    await service.ask(message("three", key="e4", thread=OTHER_THREAD))
+    assert await service.latest_thread(ALICE, THREAD) == OTHER_THREAD
+
+
 async def test_persona_set_show_clear(service: ConversationService, samsar: FakeSamsar) -> None:
     assert await service.persona_show(ALICE) is None
     await service.persona_set(ALICE, "  You are a pirate. ", event_key="p1")
