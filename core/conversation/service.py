@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from core.ports import SamsarPort, Store
 log = logging.getLogger(__name__)
 
 MAX_BUY_CREDITS = 100_000
+BOOTSTRAPPED_CACHE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,9 @@ class ConversationService:
         self._clock = clock
         self._thread_locks = KeyedLocks()
         self._user_locks = KeyedLocks()
-        # Users known to be bootstrapped: a fact that never becomes false, so it can be cached.
-        self._bootstrapped: set[str] = set()
+        # Users known to be bootstrapped: a fact that never becomes false, so it can be cached
+        # (bounded: the oldest fall back to one database read).
+        self._bootstrapped: OrderedDict[str, None] = OrderedDict()
         self.admin = AdminActions(samsar, store, config.admin_keys)
 
     # --- turns that reach the assistant ----------------------------------------------
@@ -263,7 +266,7 @@ class ConversationService:
         async with self._user_locks.hold(user.key):
             stored = await self._store.users.get(user.key)
             if refresh is None and stored is not None and stored.bootstrapped_at is not None:
-                self._bootstrapped.add(user.key)
+                self._remember_bootstrapped(user.key)
                 return identity
             key_parts = (user.key, refresh) if refresh else (user.key,)
             await self._samsar.bootstrap_user(
@@ -281,9 +284,15 @@ class ConversationService:
                     persona=stored.persona if stored else None,
                 )
             )
-            self._bootstrapped.add(user.key)
+            self._remember_bootstrapped(user.key)
             log.info("external user bootstrapped", extra={"user": user.key})
         return identity
+
+    def _remember_bootstrapped(self, user_key: str) -> None:
+        self._bootstrapped[user_key] = None
+        self._bootstrapped.move_to_end(user_key)
+        if len(self._bootstrapped) > BOOTSTRAPPED_CACHE:
+            self._bootstrapped.popitem(last=False)
 
     def _elapsed_ms(self, started: float) -> int:
         return int((self._clock() - started) * 1000)
