@@ -6,9 +6,10 @@ import logging
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from core.conversation.members import Members
 from core.conversation.prompts import EffectivePrompt, effective_prompt
 from core.errors import InputRejected, NotAdmin
-from core.identity import identity_for, stable_key
+from core.identity import stable_key
 from core.models import AdminPrompt, AuditEntry, Balance, ChatUser, PromptScope, ThreadRef
 from core.ports import SamsarPort, Store
 
@@ -20,9 +21,12 @@ MAX_PROMPT_CHARS = 4000
 class AdminActions:
     """What admins may do; every action is checked here again and written to the audit log."""
 
-    def __init__(self, samsar: SamsarPort, store: Store, admin_keys: Collection[str] = ()) -> None:
+    def __init__(
+        self, samsar: SamsarPort, store: Store, members: Members, admin_keys: Collection[str] = ()
+    ) -> None:
         self._samsar = samsar
         self._store = store
+        self._members = members
         self._admin_keys = frozenset(admin_keys)
 
     def is_admin(self, user: ChatUser) -> bool:
@@ -101,11 +105,9 @@ class AdminActions:
         self._require_admin(actor)
         if credits <= 0:
             raise InputRejected(InputRejected.BAD_VALUE, detail="credits must be positive")
-        await self._samsar.bootstrap_user(
-            identity_for(member), idempotency_key=stable_key("bootstrap", member.key)
-        )
+        identity = await self._members.ensure(member)
         balance = await self._samsar.grant_credits(
-            identity_for(member), credits, idempotency_key=stable_key("grant", event_key)
+            identity, credits, idempotency_key=stable_key("grant", event_key)
         )
         await self._store.audit.record(
             AuditEntry(

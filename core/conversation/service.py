@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,9 +13,10 @@ from datetime import UTC, datetime
 from core.conversation.admin import AdminActions
 from core.conversation.limits import InputLimits, check_image_options, check_message
 from core.conversation.locks import KeyedLocks
+from core.conversation.members import Members
 from core.conversation.prompts import developer_message, effective_prompt
 from core.errors import BotError, InputRejected, NotFound, NotThreadOwner
-from core.identity import identity_for, stable_key
+from core.identity import stable_key
 from core.models import (
     Balance,
     ChatUser,
@@ -29,7 +29,6 @@ from core.models import (
     LoginLink,
     Reply,
     ReplyImage,
-    StoredUser,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -40,7 +39,6 @@ from core.ports import SamsarPort, Store
 log = logging.getLogger(__name__)
 
 MAX_BUY_CREDITS = 100_000
-BOOTSTRAPPED_CACHE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +68,8 @@ class ConversationService:
         self._config = config
         self._clock = clock
         self._thread_locks = KeyedLocks()
-        self._user_locks = KeyedLocks()
-        # Users known to be bootstrapped: a fact that never becomes false, so it can be cached
-        # (bounded: the oldest fall back to one database read).
-        self._bootstrapped: OrderedDict[str, None] = OrderedDict()
-        self.admin = AdminActions(samsar, store, config.admin_keys)
+        self._members = Members(samsar, store.users)
+        self.admin = AdminActions(samsar, store, self._members, config.admin_keys)
 
     # --- turns that reach the assistant ----------------------------------------------
 
@@ -173,14 +168,14 @@ class ConversationService:
         image: ImageOptions | None,
         force: bool,
     ) -> Reply:
-        identity = await self._ensure_user(message.user)
+        identity = await self._members.ensure(message.user)
         try:
             return await self._attempt(message, turn, session, identity, image, force, attempt=0)
         except NotFound:
             # Samsar no longer knows this user or session (another account, a reset sandbox):
             # bootstrap again and go on in a fresh session, once. A 404 charged nothing.
             log.warning("samsar lost the user or session", extra={"turn_id": turn.turn_id})
-            await self._ensure_user(message.user, refresh=turn.turn_id)
+            await self._members.ensure(message.user, refresh=turn.turn_id)
             return await self._attempt(message, turn, None, identity, image, force, attempt=1)
 
     async def _attempt(
@@ -255,45 +250,6 @@ class ConversationService:
         log.info("session started", extra={"thread_key": message.thread.key})
         return session
 
-    async def _ensure_user(self, user: ChatUser, *, refresh: str | None = None) -> ExternalIdentity:
-        """The user's external identity, bootstrapped on Samsar once (lazily, on first use).
-
-        `refresh` (a turn id) bootstraps again even if it was done before.
-        """
-        identity = identity_for(user)
-        if refresh is None and user.key in self._bootstrapped:
-            return identity
-        async with self._user_locks.hold(user.key):
-            stored = await self._store.users.get(user.key)
-            if refresh is None and stored is not None and stored.bootstrapped_at is not None:
-                self._remember_bootstrapped(user.key)
-                return identity
-            key_parts = (user.key, refresh) if refresh else (user.key,)
-            await self._samsar.bootstrap_user(
-                identity, idempotency_key=stable_key("bootstrap", *key_parts)
-            )
-            await self._store.users.save(
-                StoredUser(
-                    user_key=user.key,
-                    platform=user.platform,
-                    provider=identity.provider,
-                    external_user_id=identity.external_user_id,
-                    workspace_id=user.workspace_id,
-                    display_name=user.label,
-                    bootstrapped_at=datetime.now(UTC),
-                    persona=stored.persona if stored else None,
-                )
-            )
-            self._remember_bootstrapped(user.key)
-            log.info("external user bootstrapped", extra={"user": user.key})
-        return identity
-
-    def _remember_bootstrapped(self, user_key: str) -> None:
-        self._bootstrapped[user_key] = None
-        self._bootstrapped.move_to_end(user_key)
-        if len(self._bootstrapped) > BOOTSTRAPPED_CACHE:
-            self._bootstrapped.popitem(last=False)
-
     def _elapsed_ms(self, started: float) -> int:
         return int((self._clock() - started) * 1000)
 
@@ -333,7 +289,7 @@ class ConversationService:
 
     async def credits(self, user: ChatUser) -> Balance:
         """The member's credit balance."""
-        return await self._samsar.credits(await self._ensure_user(user))
+        return await self._samsar.credits(await self._members.ensure(user))
 
     async def buy(self, user: ChatUser, credits: int, *, event_key: str) -> CheckoutLink:
         """A checkout link to buy `credits` credits."""
@@ -341,14 +297,14 @@ class ConversationService:
             raise InputRejected(
                 InputRejected.BAD_VALUE, detail=f"credits must be between 1 and {MAX_BUY_CREDITS}"
             )
-        identity = await self._ensure_user(user)
+        identity = await self._members.ensure(user)
         return await self._samsar.recharge_link(
             identity, credits, idempotency_key=stable_key("buy", event_key)
         )
 
     async def studio_link(self, user: ChatUser, *, event_key: str) -> LoginLink:
         """A short-lived login link to Samsar Studio."""
-        identity = await self._ensure_user(user)
+        identity = await self._members.ensure(user)
         return await self._samsar.login_link(
             identity, idempotency_key=stable_key("studio", event_key)
         )
@@ -360,7 +316,7 @@ class ConversationService:
         text = text.strip() if text else None
         if text is not None and len(text) > self._config.limits.max_chars:
             raise InputRejected(InputRejected.TOO_LONG, limit=self._config.limits.max_chars)
-        identity = await self._ensure_user(user)
+        identity = await self._members.ensure(user)
         await self._samsar.set_user_prompt(
             identity, text or None, idempotency_key=stable_key("persona", event_key)
         )

@@ -348,3 +348,18 @@ async def test_buy_validates_and_reuses_the_key_of_one_event(
     await service.buy(ALICE, 500, event_key="b1")
     keys = [c.idempotency_key for c in samsar.calls if c.route == "recharge"]
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+async def test_admins_grant_credits_and_it_is_audited(
+    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    with pytest.raises(errors.NotAdmin):
+        await service.admin.grant(ALICE, BOB, 50, event_key="g0")
+    balance = await service.admin.grant(ADMIN, BOB, 50, event_key="g1")
+    assert balance.remaining == 150
+    assert samsar.count("session") == 1  # Bob was bootstrapped first, once
+    assert [(e.action, e.detail) for e in store.audit.rows] == [
+        ("credits.grant", "50 to slack:T1:U2")
+    ]
+    await service.ask(message("thanks", key="e1", user=BOB, thread=OTHER_THREAD))
+    assert samsar.count("session") == 1

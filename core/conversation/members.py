@@ -1,0 +1,67 @@
+"""Members: a chat user's Samsar external user, bootstrapped lazily and only once."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from core.conversation.locks import KeyedLocks
+from core.identity import identity_for, stable_key
+from core.models import ChatUser, ExternalIdentity, StoredUser
+from core.ports import SamsarPort, UserRepository
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAPPED_CACHE = 100_000
+
+
+class Members:
+    """Resolves chat users to external users, calling `external_users/session` once each."""
+
+    def __init__(self, samsar: SamsarPort, users: UserRepository) -> None:
+        self._samsar = samsar
+        self._users = users
+        self._locks = KeyedLocks()
+        # Users known to be bootstrapped: a fact that never becomes false, so it can be cached
+        # (bounded: the oldest fall back to one database read).
+        self._bootstrapped: OrderedDict[str, None] = OrderedDict()
+
+    async def ensure(self, user: ChatUser, *, refresh: str | None = None) -> ExternalIdentity:
+        """The user's external identity, bootstrapped on Samsar on first use.
+
+        `refresh` (a turn id) bootstraps again even if it was done before: Samsar lost the user.
+        """
+        identity = identity_for(user)
+        if refresh is None and user.key in self._bootstrapped:
+            return identity
+        async with self._locks.hold(user.key):
+            stored = await self._users.get(user.key)
+            if refresh is None and stored is not None and stored.bootstrapped_at is not None:
+                self._remember(user.key)
+                return identity
+            key_parts = (user.key, refresh) if refresh else (user.key,)
+            await self._samsar.bootstrap_user(
+                identity, idempotency_key=stable_key("bootstrap", *key_parts)
+            )
+            await self._users.save(
+                StoredUser(
+                    user_key=user.key,
+                    platform=user.platform,
+                    provider=identity.provider,
+                    external_user_id=identity.external_user_id,
+                    workspace_id=user.workspace_id,
+                    display_name=user.label,
+                    bootstrapped_at=datetime.now(UTC),
+                    persona=stored.persona if stored else None,
+                )
+            )
+            self._remember(user.key)
+            log.info("external user bootstrapped", extra={"user": user.key})
+        return identity
+
+    def _remember(self, user_key: str) -> None:
+        self._bootstrapped[user_key] = None
+        self._bootstrapped.move_to_end(user_key)
+        if len(self._bootstrapped) > BOOTSTRAPPED_CACHE:
+            self._bootstrapped.popitem(last=False)
