@@ -16,6 +16,7 @@ from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
 from core.errors import BotError
+from core.models import ChatUser
 from core.settings import Settings
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
@@ -27,7 +28,9 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 prompt_app = typer.Typer(no_args_is_help=True, help="The Samsar account-level prompt.")
 app.add_typer(db_app, name="db")
+credits_app = typer.Typer(no_args_is_help=True, help="Members' Samsar credits.")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(credits_app, name="credits")
 
 
 def _settings() -> Settings:
@@ -167,6 +170,48 @@ def _account_prompt(text: str | None) -> None:
         raise _fail(f"Set {exc} to change the account prompt.") from None
     except BotError as exc:
         raise _fail(texts.describe(exc)) from None
+
+
+@credits_app.command("grant")
+def credits_grant(
+    member: Annotated[str, typer.Argument(help="discord:<id>, slack:<team>:<id>, console:<name>")],
+    credits: Annotated[int, typer.Argument(min=1, help="Credits to grant.")],
+) -> None:
+    """Grant credits to a member (from the platform account to the member's balance)."""
+    settings = _settings()
+    try:
+        user = member_from_key(member)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    operator = ChatUser("cli", "operator", display_name="operator", is_admin=True)
+
+    async def grant() -> float | None:
+        async with wire(settings) as wired:
+            balance = await wired.service.admin.grant(
+                operator, user, credits, event_key=uuid.uuid4().hex
+            )
+            return balance.remaining
+
+    try:
+        remaining = asyncio.run(grant())
+    except MissingSettingError as exc:
+        raise _fail(f"Set {exc} to grant credits.") from None
+    except BotError as exc:
+        raise _fail(texts.describe(exc)) from None
+    typer.echo(f"Granted {credits} credits to {user.key}. {texts.balance_text(remaining)}")
+
+
+def member_from_key(key: str) -> ChatUser:
+    """The member a user key names: discord:<id>, slack:<team>:<id>, console:<name>."""
+    platform, _, rest = key.partition(":")
+    if platform == "slack" and rest.count(":") == 1:
+        team, user_id = rest.split(":")
+        return ChatUser("slack", user_id, workspace_id=team)
+    if platform in ("discord", "console") and rest and ":" not in rest:
+        return ChatUser(platform, rest)
+    raise ValueError(
+        f"{key!r} is not a member key: use discord:<id>, slack:<team>:<id> or console:<name>"
+    )
 
 
 def main() -> None:

@@ -78,3 +78,14 @@ async def test_debug_logs_never_show_the_api_key(tmp_path: Path) -> None:
     assert code == 0, err
     assert "samsar_route" in err  # the client did log its calls at DEBUG
     assert secret not in err and secret not in out
+
+
+async def test_operator_grants_credits_to_a_member(tmp_path: Path) -> None:
+    async with running_sandbox() as sandbox:
+        env = {"SAMSAR_API_KEY": sandbox.api_key, "SAMSAR_BASE_URL": sandbox.base_url}
+        code, out, err = await samsar_bot(tmp_path, "credits", "grant", "slack:T1:U7", "40", **env)
+        assert code == 0, err
+        assert sandbox.state.balance("slack", "slack:T1:U7") == 140
+        assert "Granted 40 credits to slack:T1:U7. You have 140 credits." in out
+        code, _, err = await samsar_bot(tmp_path, "credits", "grant", "slack:U7", "40", **env)
+        assert code == 2 and "is not a member key" in err
