@@ -8,7 +8,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -20,6 +20,7 @@ from core.models import ChatUser
 from core.settings import Settings
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
+T = TypeVar("T")
 
 # Locals are never shown in tracebacks: they may hold secrets.
 app = typer.Typer(
@@ -42,6 +43,18 @@ def _settings() -> Settings:
 def _fail(message: str) -> typer.Exit:
     typer.secho(message, err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
+
+
+def _execute(work: Coroutine[Any, Any, T], *, needs: str) -> T | None:
+    """Run `work`; a missing setting or a Samsar error ends as one line (exit 2), Ctrl-C quietly."""
+    try:
+        return asyncio.run(work)
+    except MissingSettingError as exc:
+        raise _fail(f"Set {exc} {needs}.") from None
+    except BotError as exc:
+        raise _fail(texts.describe(exc)) from None
+    except KeyboardInterrupt:
+        return None
 
 
 @app.command()
@@ -67,12 +80,7 @@ def console(
                 bot.say(f"(offline sandbox at {wired.samsar_base_url})")
             await bot.run()
 
-    try:
-        asyncio.run(main())
-    except MissingSettingError as exc:
-        raise _fail(f"Set {exc} (or use --sandbox to run offline).") from None
-    except KeyboardInterrupt:
-        pass
+    _execute(main(), needs="(or use --sandbox to run offline)")
 
 
 @app.command()
@@ -91,12 +99,7 @@ def run() -> None:
             for runner in runners:
                 group.create_task(runner(wired))
 
-    try:
-        asyncio.run(main())
-    except MissingSettingError as exc:
-        raise _fail(f"Set {exc} to run the bots.") from None
-    except KeyboardInterrupt:
-        pass
+    _execute(main(), needs="to run the bots")
 
 
 def _platform_runners(settings: Settings) -> list[Runner]:
@@ -164,12 +167,7 @@ def _account_prompt(text: str | None) -> None:
         async with wire(settings) as wired:
             await wired.service.admin.account_prompt_set("cli", text, event_key=uuid.uuid4().hex)
 
-    try:
-        asyncio.run(main())
-    except MissingSettingError as exc:
-        raise _fail(f"Set {exc} to change the account prompt.") from None
-    except BotError as exc:
-        raise _fail(texts.describe(exc)) from None
+    _execute(main(), needs="to change the account prompt")
 
 
 @credits_app.command("grant")
@@ -192,12 +190,7 @@ def credits_grant(
             )
             return balance.remaining
 
-    try:
-        remaining = asyncio.run(grant())
-    except MissingSettingError as exc:
-        raise _fail(f"Set {exc} to grant credits.") from None
-    except BotError as exc:
-        raise _fail(texts.describe(exc)) from None
+    remaining = _execute(grant(), needs="to grant credits")
     typer.echo(f"Granted {credits} credits to {user.key}. {texts.balance_text(remaining)}")
 
 
