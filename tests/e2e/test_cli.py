@@ -89,3 +89,43 @@ async def test_operator_grants_credits_to_a_member(tmp_path: Path) -> None:
         assert "Granted 40 credits to slack:T1:U7. You have 140 credits." in out
         code, _, err = await samsar_bot(tmp_path, "credits", "grant", "slack:U7", "40", **env)
         assert code == 2 and "is not a member key" in err
+
+
+async def test_sandbox_command_serves_the_offline_samsar(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        BIN,
+        "sandbox",
+        "--port",
+        str(port),
+        "--start-credits",
+        "7",
+        env={"PATH": os.environ.get("PATH", "")},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        body = {"external_user": {"provider": "console", "external_user_id": "console:x"}}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            async with asyncio.timeout(30):
+                while True:  # polls until the server is up, under the deadline
+                    try:
+                        answer = await client.post(
+                            "external_users/session",
+                            json=body,
+                            headers={"Authorization": "Bearer sandbox-key"},
+                        )
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.1)
+        assert answer.status_code == 200
+        assert answer.json()["remainingCredits"] == 7
+    finally:
+        process.terminate()
+        await process.wait()
