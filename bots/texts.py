@@ -58,7 +58,10 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
             )
             return f"Samsar is busy right now (rate limited). Please try again{wait}."
         case errors.SamsarTimeout():
-            return "Samsar took too long to answer. Nothing was lost; please try again."
+            return (
+                "Samsar took too long to answer. If it still finishes, it is billed once; "
+                "please try again in a moment."
+            )
         case errors.SamsarUnreachable() | errors.UpstreamError():
             return "Samsar is unavailable right now. Please try again in a few minutes."
         case errors.AuthenticationFailed():

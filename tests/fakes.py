@@ -175,7 +175,7 @@ class FakeSamsar:
         self.calls: list[Call] = []
         self.balances: dict[str, float] = {}
         self.session_owner: dict[str, str] = {}
-        self.fail_next: list[errors.SamsarError] = []
+        self.fail_next: list[Exception] = []
         self.gate: asyncio.Event | None = None  # when set, completions wait for it
         self.start_credits = start_credits
         self.cost = cost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -94,6 +95,10 @@ class ConversationService:
         )
         return await self._turn(message, kind="imagine", image=image, force=True)
 
+    async def turn_of(self, event_key: str) -> Turn | None:
+        """The ledger row of an event, if it was already taken (adapters skip progress then)."""
+        return await self._store.turns.get(event_key)
+
     def _ask_image_tool(self) -> ImageOptions | None:
         return self._config.image if self._config.image_tool_on_ask else None
 
@@ -128,17 +133,10 @@ class ConversationService:
             started = self._clock()
             try:
                 reply = await self._complete(message, turn, session, image=image, force=force)
-            except BotError as exc:
-                await self._store.turns.finish(
-                    turn.turn_id,
-                    TurnStatus.FAILED,
-                    latency_ms=self._elapsed_ms(started),
-                    error=type(exc).__name__,
-                )
-                log.info(
-                    "turn failed",
-                    extra={"turn_id": turn.turn_id, "thread_key": thread.key, "error": repr(exc)},
-                )
+            except BaseException as exc:
+                # Not a catch-all: whatever ends the turn (a Samsar error, a database error,
+                # a shutdown) is recorded in the ledger and raised again.
+                await self._close_failed(turn, started, exc)
                 raise
             latency = self._elapsed_ms(started)
             await self._store.turns.finish(
@@ -249,6 +247,25 @@ class ConversationService:
         await self._store.sessions.save(session)
         log.info("session started", extra={"thread_key": message.thread.key})
         return session
+
+    async def _close_failed(self, turn: Turn, started: float, exc: BaseException) -> None:
+        """Mark the turn failed; shielded, so a cancelled turn is still written down."""
+        level = logging.INFO if isinstance(exc, BotError) else logging.ERROR
+        log.log(
+            level,
+            "turn failed",
+            extra={"turn_id": turn.turn_id, "thread_key": turn.thread_key, "error": repr(exc)},
+        )
+        finish = self._store.turns.finish(
+            turn.turn_id,
+            TurnStatus.FAILED,
+            latency_ms=self._elapsed_ms(started),
+            error=type(exc).__name__,
+        )
+        try:
+            await asyncio.shield(finish)
+        except Exception:  # the ledger itself may be what failed; the turn's error wins
+            log.exception("could not record a failed turn", extra={"turn_id": turn.turn_id})
 
     def _elapsed_ms(self, started: float) -> int:
         return int((self._clock() - started) * 1000)

@@ -190,6 +190,34 @@ async def test_out_of_credits_is_typed_and_recorded(samsar: FakeSamsar, store: M
     assert turn.error == "InsufficientCredits"
 
 
+async def test_a_cancelled_turn_is_recorded_as_failed(
+    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    samsar.gate = asyncio.Event()  # Samsar never answers: the bot shuts down meanwhile
+    task = asyncio.create_task(service.ask(message("slow", key="e1")))
+    async with asyncio.timeout(5):
+        await samsar.wait_for_completions(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    turn = await store.turns.get("e1")
+    assert turn is not None and turn.status is TurnStatus.FAILED
+    assert turn.error == "CancelledError"
+    assert await service.turn_of("e1") == turn
+
+
+async def test_an_unexpected_error_is_recorded_and_raised(
+    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+) -> None:
+    await service.ask(message("warm up", key="e0"))
+    samsar.fail_next.append(RuntimeError("a bug"))
+    with pytest.raises(RuntimeError):
+        await service.ask(message("boom", key="e1"))
+    turn = await store.turns.get("e1")
+    assert turn is not None and turn.status is TurnStatus.FAILED and turn.error == "RuntimeError"
+    assert await service.turn_of("never") is None
+
+
 async def test_a_failed_completion_keeps_the_new_session(
     service: ConversationService, samsar: FakeSamsar, store: MemoryStore
 ) -> None:
