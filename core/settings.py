@@ -16,7 +16,10 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 class Settings(BaseSettings):
     """The bot's settings; secrets are `SecretStr` so they never print."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # A variable set to "" (as copied from .env.example) counts as unset.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # Samsar
     samsar_api_key: SecretStr | None = None

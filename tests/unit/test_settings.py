@@ -24,6 +24,14 @@ def test_each_variable_in_env_example_has_a_comment_above() -> None:
             assert lines[index - 1].startswith("#"), line
 
 
+def test_blank_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SAMSAR_API_KEY", "SLACK_APP_TOKEN", "DISCORD_TOKEN", "MAX_OUTPUT_TOKENS"):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert settings.samsar_api_key is None and settings.slack_app_token is None
+    assert settings.discord_token is None and settings.max_output_tokens is None
+
+
 def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAMSAR_API_KEY", "sk-very-secret")
     monkeypatch.setenv("ADMIN_USER_KEYS", "discord:1, slack:T1:U2")
