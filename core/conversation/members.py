@@ -40,10 +40,10 @@ class Members:
             if refresh is None and stored is not None and stored.bootstrapped_at is not None:
                 self._remember(user.key)
                 return identity
-            key_parts = (user.key, refresh) if refresh else (user.key,)
-            await self._samsar.bootstrap_user(
-                identity, idempotency_key=stable_key("bootstrap", *key_parts)
-            )
+            # The key follows the body: a renamed member's retry is a new request, not a
+            # replay of a different one (which Samsar would refuse).
+            key = stable_key("bootstrap", repr(identity), refresh or "")
+            await self._samsar.bootstrap_user(identity, idempotency_key=key)
             await self._users.save(
                 StoredUser(
                     user_key=user.key,

@@ -391,3 +391,16 @@ async def test_admins_grant_credits_and_it_is_audited(
     ]
     await service.ask(message("thanks", key="e1", user=BOB, thread=OTHER_THREAD))
     assert samsar.count("session") == 1
+
+
+async def test_the_bootstrap_key_follows_the_identity_it_sends(
+    service: ConversationService, samsar: FakeSamsar
+) -> None:
+    samsar.fail_next.append(errors.SamsarUnreachable("lost", status=None))
+    with pytest.raises(errors.SamsarUnreachable):
+        await service.credits(ALICE)
+    renamed = ChatUser("slack", "U1", workspace_id="T1", display_name="Alice B.")
+    await service.credits(renamed)
+    await service.credits(ALICE)  # bootstrapped now: no third call
+    keys = [c.idempotency_key for c in samsar.calls if c.route == "session"]
+    assert len(keys) == 2 and keys[0] != keys[1]
