@@ -74,7 +74,13 @@ async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[Ap
                 raise MissingSettingError("SAMSAR_API_KEY")
             base_url = settings.samsar_base_url
             api_key = settings.samsar_api_key.get_secret_value()
-        store = await stack.enter_async_context(open_store(database_url(settings)))
+        store = await stack.enter_async_context(
+            open_store(
+                database_url(settings),
+                pool_size=settings.database_pool_size,
+                lock_connections=settings.database_lock_connections,
+            )
+        )
         samsar = await stack.enter_async_context(
             SamsarClient(
                 api_key,

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Storage
     database_url: SecretStr | None = None
     data_dir: Path = Path("./data")
+    database_pool_size: int = Field(10, ge=1)
+    database_lock_connections: int = Field(40, ge=1)
 
     # The assistant
     image_tool_on_ask: bool = True

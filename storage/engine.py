@@ -43,6 +43,7 @@ def create_engine(
     connect_args: Mapping[str, Any] | None = None,
     pool_size: int = 10,
     max_overflow: int = 20,
+    pool_timeout: float = 30,
 ) -> AsyncEngine:
     """An async engine for a sqlite+aiosqlite or postgresql+asyncpg URL.
 
@@ -62,7 +63,7 @@ def create_engine(
             connect_args=args,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_timeout=30,
+            pool_timeout=pool_timeout,
             # Replace connections the server or a proxy closed while idle.
             pool_pre_ping=True,
             pool_recycle=1800,

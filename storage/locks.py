@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -40,12 +41,20 @@ class PostgresThreadLocks:
     never starve the repositories' pool.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_held: int = 40) -> None:
         self._engine = engine
+        # At most `max_held` turns hold a connection; the next ones queue here, in order,
+        # instead of failing on the pool's timeout after 30 s.
+        self._slots = asyncio.Semaphore(max_held)
 
     @asynccontextmanager
     async def hold(self, thread_key: str) -> AsyncIterator[None]:
         """Hold the thread's lock for the duration of the block; always released."""
+        async with self._slots, self._locked(thread_key):
+            yield
+
+    @asynccontextmanager
+    async def _locked(self, thread_key: str) -> AsyncIterator[None]:
         key = literal(advisory_key(thread_key), BigInteger)
         conn = await self._engine.connect()
         try:

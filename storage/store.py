@@ -54,10 +54,18 @@ async def open_store(
     *,
     migrate: bool = True,
     connect_args: Mapping[str, Any] | None = None,
+    pool_size: int = 10,
+    lock_connections: int = 40,
 ) -> AsyncIterator[SqlStore]:
-    """Open the store at `url` (None: the default SQLite file), migrated to head if asked."""
+    """Open the store at `url` (None: the default SQLite file), migrated to head if asked.
+
+    On PostgreSQL, `pool_size` connections serve the repositories (and as many again in
+    bursts) and up to `lock_connections` more hold the locks of running turns.
+    """
     url = url or default_database_url()
-    engine = create_engine(url, connect_args=connect_args)
+    engine = create_engine(
+        url, connect_args=connect_args, pool_size=pool_size, max_overflow=pool_size
+    )
     lock_engine: AsyncEngine | None = None
     try:
         if migrate:
@@ -66,9 +74,9 @@ async def open_store(
         if engine.dialect.name == "postgresql":
             # A pool of its own: a turn holds a lock connection for its whole run.
             lock_engine = create_engine(
-                url, connect_args=connect_args, pool_size=5, max_overflow=45
+                url, connect_args=connect_args, pool_size=lock_connections, max_overflow=0
             )
-            locks = PostgresThreadLocks(lock_engine)
+            locks = PostgresThreadLocks(lock_engine, max_held=lock_connections)
         log.info(
             "store open",
             extra={"database": make_url(url).render_as_string(hide_password=True)},

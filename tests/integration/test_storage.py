@@ -25,7 +25,7 @@ from core.models import (
     Turn,
     TurnStatus,
 )
-from storage.engine import MIGRATIONS_DIR, default_database_url, upgrade
+from storage.engine import MIGRATIONS_DIR, create_engine, default_database_url, upgrade
 from storage.locks import LocalThreadLocks, PostgresThreadLocks
 from storage.store import SqlStore, open_store
 from storage.tables import ALL_TABLES, TurnRow
@@ -313,3 +313,41 @@ async def test_postgres_locks_released_on_cancel_and_error(pg_store: SqlStore) -
     async with asyncio.timeout(10), pg_store.locks.hold(key):
         pass
     assert await lock_waiters(pg_store.engine, key, granted=True) == 0
+
+
+@needs_postgres
+async def test_postgres_locks_queue_beyond_their_connections(pg_database: Database) -> None:
+    """More turns than lock connections wait in line instead of failing on the pool."""
+    engine = create_engine(
+        pg_database.url,
+        connect_args=pg_database.connect_args,
+        pool_size=2,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+    locks = PostgresThreadLocks(engine, max_held=2)
+    holding, most = 0, 0
+    release = asyncio.Event()
+    two_in = asyncio.Event()
+
+    async def turn(n: int) -> None:
+        nonlocal holding, most
+        async with locks.hold(f"thread-{n}"):
+            holding += 1
+            most = max(most, holding)
+            if holding == 2:
+                two_in.set()
+            await release.wait()
+            holding -= 1
+
+    try:
+        tasks = [asyncio.create_task(turn(n)) for n in range(6)]
+        async with asyncio.timeout(10):
+            await two_in.wait()
+            # Hold both connections longer than the pool would let a turn wait for one.
+            await asyncio.sleep(0.5)
+            release.set()
+            await asyncio.gather(*tasks)
+    finally:
+        await engine.dispose()
+    assert most == 2
