@@ -1,4 +1,4 @@
-"""`/imagine`: one generated picture as an attachment, with a status that counts the seconds."""
+"""`/imagine`: a generated picture, a status that counts the seconds, a thread to go on in."""
 
 from __future__ import annotations
 
@@ -48,12 +48,15 @@ class ImagineCog(commands.Cog):
         quality: Quality | None = None,
         format: Format | None = None,
     ) -> None:
-        """Post the picture (revised prompt as caption); in a conversation it continues it."""
+        """Post the picture (revised prompt as caption) and, in a channel, open a thread from it
+        that carries the conversation (so "make it blue" works there); a thread or DM goes on."""
         if not await defer(interaction, ephemeral=False):
             return
         choice = ImageChoice(size=size, quality=quality, format=format)
-        where = translate.conversation_of(interaction.channel, interaction.guild_id)
-        where = where or translate.pending(
+        channel = interaction.channel
+        here = translate.conversation_of(channel, interaction.guild_id)
+        fresh = here is None and translate.can_open_thread(channel)
+        where = here or translate.pending(
             interaction.guild_id, interaction.channel_id, f"imagine-{interaction.id}"
         )
         message = IncomingMessage(
@@ -71,5 +74,7 @@ class ImagineCog(commands.Cog):
             InteractionTarget(interaction),
             reply,
             upload_limit=interaction.filesize_limit,
+            pending=where if fresh else None,
+            title=prompt,
             with_text=False,
         )

@@ -13,6 +13,7 @@ from bots.discord import texts, translate
 from bots.discord.answers import post_answer
 from bots.discord.delivery import ChannelTarget
 from bots.discord.render import DEFAULT_UPLOAD_LIMIT, Outgoing
+from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.errors import NotThreadOwner
 from core.models import IncomingMessage, ThreadRef
@@ -32,6 +33,7 @@ class MessagesCog(commands.Cog):
         self._service = service
         self._settings = settings
         self._hinted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._turns = KeyedLocks()  # per conversation, FIFO: answers keep the writing order
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -48,6 +50,17 @@ class MessagesCog(commands.Cog):
                 opens = translate.can_open_thread(message.channel)
                 await self._answer(message, origin, opens_thread=opens)
             return
+        # The conversation's lock is the first await (a mention above starts a conversation
+        # of its own, so it has nothing to queue behind): one message's lookup, attachment
+        # download, turn and answer all finish before the next one starts, so a slow
+        # download cannot let a later message overtake it.
+        async with self._turns.hold(here.key):
+            await self._continue(message, here, mentioned=mentioned)
+
+    async def _continue(
+        self, message: discord.Message, here: ThreadRef, *, mentioned: bool
+    ) -> None:
+        """Answer in a thread or DM that is the member's conversation (or a mention starts one)."""
         if isinstance(message.channel, discord.Thread):
             session = await self._service.session_of(here)
             if session is None and not mentioned:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,11 @@ class ChannelRoutes:
         return web.Response(status=204)
 
     async def cdn_file(self: FakeDiscord, request: web.Request) -> web.Response:
-        data = self.cdn.get(int(request.match_info["attachment_id"]))
+        attachment_id = int(request.match_info["attachment_id"])
+        delay = self.cdn_delays.get(attachment_id)
+        if delay:  # a slow CDN edge, as a knob of the fake (the test itself never sleeps)
+            await asyncio.sleep(delay)
+        data = self.cdn.get(attachment_id)
         if data is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=data, content_type="application/octet-stream")

@@ -62,6 +62,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.requests: list[Recorded] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.cdn: dict[int, bytes] = {}
+        self.cdn_delays: dict[int, float] = {}  # attachment id → seconds the CDN takes to serve it
         self.rate_limits: dict[tuple[str, str], float] = {}
         self.base_url = ""
         self.gateway = Gateway(TOKEN, self._ready_payloads)
@@ -196,10 +197,12 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         """Threads opened so far."""
         return [c for c in self.channels.values() if c["type"] == p.PUBLIC_THREAD]
 
-    def add_attachment(self, data: bytes, filename: str) -> dict[str, Any]:
-        """An attachment a member uploaded, served by the fake's CDN route."""
+    def add_attachment(self, data: bytes, filename: str, *, delay: float = 0.0) -> dict[str, Any]:
+        """An attachment a member uploaded, served by the fake's CDN route after `delay` s."""
         attachment_id = p.snowflake()
         self.cdn[attachment_id] = data
+        if delay:
+            self.cdn_delays[attachment_id] = delay
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         url = f"{self.base_url}/cdn/attachments/{attachment_id}/{filename}"
         return p.attachment(attachment_id, filename, len(data), url, mime)

@@ -107,3 +107,22 @@ async def test_an_attached_image_reaches_samsar_and_other_files_are_skipped(
     answer = (await fake.wait_for(lambda: fake.replies(dm), what="an answer"))[0]
     assert "(received 1 image)" in answer.content
     assert any(r.route == "/cdn/attachments/{attachment_id}/{filename}" for r in fake.requests)
+
+
+async def test_a_slow_attachment_is_not_overtaken_by_the_next_message_in_the_thread(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    await harness.answer(await harness.slash("chat", option("prompt", "let's talk")))
+    thread_id = int((await fake.wait_for(fake.threads, what="a thread"))[0]["id"])
+    slow = fake.add_attachment(PNG_1PX, "cat.png", delay=1.0)  # the CDN takes a second
+    first = await harness.say("first, with attachment", channel_id=thread_id, attachments=[slow])
+    second = await harness.say("second", channel_id=thread_id)  # at once, text only
+    await fake.wait_for(lambda: len(fake.replies(thread_id)) == 2, what="both answers")
+    answers = fake.replies(thread_id)
+    sessions = harness.sandbox.state.sessions_of("discord", f"discord:{ALICE['id']}")
+    asked = [entry.text for entry in sessions[0].history if entry.role == "user"]
+    assert asked == ["let's talk", "first, with attachment", "second"]
+    answered = [str(a.payload["message_reference"]["message_id"]) for a in answers]
+    assert answered == [first["id"], second["id"]]
+    assert "(received 1 image)" in answers[0].content

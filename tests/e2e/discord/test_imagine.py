@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bots.discord import translate
 from bots.discord.pictures import CannotFit, fit_image
+from core.models import ThreadRef
 from tests.e2e.discord.conftest import ALICE, Harness, option, running_harness
 
 ORIGINAL = "/webhooks/{app_id}/{token}/messages/@original"
@@ -32,6 +34,31 @@ async def test_imagine_posts_the_sandbox_png_as_one_attachment(harness: Harness)
     with Image.open(io.BytesIO(answer.files[0])) as picture:
         assert picture.format == "PNG" and picture.size == (640, 480)
     assert harness.charged(ALICE) == 6  # text + image, once
+
+
+async def test_imagine_in_a_channel_opens_a_thread_where_the_picture_can_be_edited(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    asked = await harness.slash("imagine", option("prompt", "a red fox"))
+    answer = await harness.answer(asked)
+    assert len(answer.files) == 1
+    thread = (await fake.wait_for(fake.threads, what="a thread"))[0]
+    assert int(thread["id"]) == int(answer.payload["id"])  # opened from the picture
+    thread_id = int(thread["id"])
+    await harness.say("make it blue", channel_id=thread_id)
+    pictures = await fake.wait_for(
+        lambda: [m for m in fake.replies(thread_id) if m.files], what="the edited picture"
+    )
+    assert len(pictures[0].files) == 1 and pictures[0].files[0] == _last_image(harness)
+    sessions = harness.sandbox.state.sessions_of("discord", f"discord:{ALICE['id']}")
+    assert len(sessions) == 1 and sessions[0].images_generated == 2
+    service = harness.bot.service
+    in_thread = ThreadRef("discord", str(fake.guild_id), str(fake.channel_id), str(thread_id))
+    carried = await service.session_of(in_thread)
+    assert carried is not None and carried.session_id == sessions[0].session_id
+    pending = translate.pending(fake.guild_id, fake.channel_id, f"imagine-{asked['id']}")
+    assert await service.session_of(pending) is None  # nothing left behind
 
 
 async def test_a_picture_over_the_upload_limit_is_shrunk_under_it_and_said(

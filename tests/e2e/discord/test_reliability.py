@@ -91,13 +91,16 @@ async def test_out_of_credits_ends_in_a_clear_reply(harness: Harness) -> None:
     assert harness.charged(ALICE) == 0
 
 
-async def test_samsar_timing_out_ends_in_a_clear_reply(
+async def test_samsar_timing_out_ends_in_a_clear_reply_and_is_billed_at_most_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running_harness(tmp_path, monkeypatch, completion_timeout=0.5) as harness:
         harness.sandbox.state.inject("assistant/completion", delay=1.5)
         answer = await harness.answer(await harness.slash("chat", option("prompt", "hello?")))
-        assert (
-            answer.content == "Samsar took too long to answer. Nothing was lost; please try again."
-        )
-        assert harness.charged(ALICE) == 0
+        assert "took too long" in answer.content
+        # Samsar goes on with the call the bot gave up on, and may charge it: wait until it
+        # has finished, then it was charged once at most.
+        state = harness.sandbox.state
+        calls = await state.wait_for_calls("assistant/completion", within=10)
+        assert len(calls) == 1 and calls[0].status == 200
+        assert harness.charged(ALICE) <= 1
