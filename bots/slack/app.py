@@ -51,6 +51,7 @@ class SlackOptions:
     progress_every: float = 3.0  # seconds between placeholder updates
     file_origins: tuple[str, ...] = SLACK_FILE_ORIGINS  # where member files may be fetched
     member_ttl: float = 600.0  # seconds a users.info answer is trusted
+    file_timeout: float = 30.0  # seconds one member file may take to download
 
 
 def slack_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
@@ -86,7 +87,10 @@ class SlackBot:
         self._recent = RecentKeys()
         members = Members(client, ttl=options.member_ttl)
         files = FileFetcher(
-            client, max_bytes=settings.max_input_image_bytes, origins=options.file_origins
+            client,
+            max_bytes=settings.max_input_image_bytes,
+            origins=options.file_origins,
+            timeout=options.file_timeout,
         )
         self.conversations = Conversations(
             service, client, members, files, progress_every=options.progress_every
@@ -154,17 +158,17 @@ class SlackBot:
         user, enterprise = str(event["user"]), body.get("enterprise_id")
         self.tasks.spawn(self._home.publish(team, user, enterprise), event_key=f"home:{user}")
 
-    async def _on_assistant_thread(self, body: Body) -> None:
+    async def _on_assistant_thread(self, body: Body, request: AsyncBoltRequest) -> None:
         thread = (body.get("event") or {}).get("assistant_thread") or {}
         channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
         if not channel or not thread_ts:
             return
         self.conversations.assistant_thread(str(channel), str(thread_ts))
-        self.tasks.spawn(
-            self.conversations.renderer.say(
-                Place(str(channel), str(thread_ts), "", assistant=True), texts.GREETING
-            ),
-            event_key=f"assistant:{channel}:{thread_ts}",
+        place = Place(str(channel), str(thread_ts), "", assistant=True)
+        self._start(
+            f"slack:assistant:{channel}:{thread_ts}",  # one greeting per thread, retries or not
+            request,
+            lambda: self.conversations.renderer.say(place, texts.GREETING),
         )
 
     async def _ignore(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
+from bots.slack import texts
 from bots.slack.files import FileFetcher
 from bots.slack.members import Members
 from bots.slack.progress import Place, Progress
@@ -88,8 +90,6 @@ class Conversations:
         async with self._threads.hold(origin.thread.key):
             if only_existing and not await self.is_conversation(origin):
                 return
-            if await self.owned_by_other(origin):
-                return
             await self._run(origin, text, files, imagine=imagine, options=options)
 
     async def _run(
@@ -101,25 +101,56 @@ class Conversations:
         imagine: bool,
         options: ImageChoice | None,
     ) -> None:
+        """The top of the turn task: whatever happens, the member gets a reply, never a
+        placeholder left saying "Thinking…"."""
         place = self.place(origin)
-        progress = Progress(self._client, place, drawing=imagine, every=self._progress_every)
-        async with progress:
-            outcome = await self._turn(origin, text, files, imagine=imagine, options=options)
+        progress: Progress | None = None
+        try:
+            if await self.owned_by_other(origin):
+                return
+            # Another replica already took this event: the answer comes from there, so no
+            # placeholder here for the whole of its turn (core drops the duplicate below).
+            taken = await self._service.turn_of(origin.key) is not None
+            progress = Progress(
+                self._client, place, drawing=imagine, every=self._progress_every, quiet=taken
+            )
+            async with progress:
+                outcome = await self._turn(origin, text, files, imagine=imagine, options=options)
+            await self._show(origin, place, progress, outcome)
+        except asyncio.CancelledError:
+            # Shut down mid-turn: no answer will come, so say so where "Thinking…" was.
+            if progress is not None and progress.showing:
+                await self.renderer.say(place, texts.RESTARTED, replace=progress.take_placeholder())
+            raise
+        except Exception:  # the one catch-all: an error nothing below foresaw still gets a reply
+            log.exception("turn failed unexpectedly", extra={"event_key": origin.key})
+            if progress is None or not progress.quiet:
+                replace = progress.take_placeholder() if progress is not None else None
+                # A bare BotError gets describe's generic sentence ("Something went wrong…").
+                generic = shared_texts.describe(BotError(), COMMANDS)
+                await self.renderer.say(place, generic, replace=replace)
+
+    async def _show(
+        self, origin: Origin, place: Place, progress: Progress, outcome: Reply | BotError | None
+    ) -> None:
         if outcome is None:
             log.info("duplicate event dropped", extra={"event_key": origin.key})
             await progress.clear()
-        elif isinstance(outcome, NotThreadOwner):
-            await progress.clear()
-            await self.renderer.private(place, shared_texts.describe(outcome, COMMANDS))
         elif isinstance(outcome, BotError):
             log.info(
                 "turn ended in an error",
                 extra={"event_key": origin.key, "error": type(outcome).__name__},
             )
             text_out = shared_texts.describe(outcome, COMMANDS)
-            await self.renderer.say(place, text_out, replace=progress.placeholder_ts)
+            if progress.quiet:
+                return  # the replica that took the event tells the member
+            if isinstance(outcome, NotThreadOwner):
+                await progress.clear()
+                await self.renderer.private(place, text_out)
+            else:
+                await self.renderer.say(place, text_out, replace=progress.take_placeholder())
         else:
-            await self.renderer.answer(place, outcome, progress.placeholder_ts)
+            await self.renderer.answer(place, outcome, progress.take_placeholder())
 
     async def _turn(
         self,

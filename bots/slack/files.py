@@ -9,16 +9,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.progress import WEB_API_ERRORS, error_code
 from core.errors import InputRejected
 from core.models import InputImage
 
 log = logging.getLogger(__name__)
 
 SLACK_FILE_ORIGINS = ("https://files.slack.com",)
-_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 def _origin(url: str) -> str:
@@ -39,9 +38,11 @@ class FileFetcher:
         *,
         max_bytes: int,
         origins: Sequence[str] = SLACK_FILE_ORIGINS,
+        timeout: float = 30.0,
     ) -> None:
         self._client = client
         self._max_bytes = max_bytes
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._origins = tuple(origin.rstrip("/").lower() for origin in origins)
 
     async def images(self, files: Sequence[dict[str, Any]]) -> tuple[InputImage, ...]:
@@ -50,7 +51,7 @@ class FileFetcher:
         if not wanted:
             return ()
         images: list[InputImage] = []
-        async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
             for file in wanted:
                 file = await self._complete(file)
                 images.append(await self._download(session, file))
@@ -62,7 +63,10 @@ class FileFetcher:
             return file
         try:
             response = await self._client.files_info(file=str(file.get("id", "")))
-        except SlackApiError as exc:
+        except WEB_API_ERRORS as exc:
+            log.warning(
+                "files.info failed", extra={"file_id": file.get("id"), "error": error_code(exc)}
+            )
             raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=file.get("name")) from exc
         info = response.get("file")
         return info if isinstance(info, dict) else file
@@ -85,7 +89,10 @@ class FileFetcher:
                     data += piece
                     if len(data) > self._max_bytes:
                         break
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:  # TimeoutError: slower than allowed
+            log.warning(
+                "file download failed", extra={"file_id": file.get("id"), "error": error_code(exc)}
+            )
             raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=name) from exc
         if len(data) > self._max_bytes:
             raise InputRejected(InputRejected.IMAGE_TOO_LARGE, limit=self._max_bytes, detail=name)

@@ -11,12 +11,47 @@ from markdown_to_mrkdwn import SlackMarkdownConverter
 SECTION_LIMIT = 3000
 FENCE = "```"
 _FENCE_OPEN = re.compile(r"^(\s*)```[\w+#.-]+\s*$")
+# Slack's control characters and their entities: escaped, `<!here>` is only text.
+_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_QUOTE_MARK = re.compile(r"^>+")
+# `<target>` or `<target|label>`: after escaping, only the converter writes these.
+_CONTROL = re.compile(r"<([^<>|\n]*)(?:\|([^<>\n]*))?>")
+_WEB_TARGET = re.compile(r"^(?:https?://|mailto:)\S+$", re.IGNORECASE)
+
+
+def escape(text: str) -> str:
+    """Plain text for a Slack message: `&`, `<` and `>` as entities, so nothing in it can
+    become a mention (`<!channel>`, `<@U…>`, `<!subteam^…>`) or a link."""
+    return text.translate(_ENTITIES)
 
 
 def to_mrkdwn(markdown: str) -> str:
-    """Markdown via markdown-to-mrkdwn; fences lose their language tag (Slack would show it)."""
-    converted = SlackMarkdownConverter().convert(markdown)
-    return "\n".join(_FENCE_OPEN.sub(r"\1```", line) for line in converted.split("\n"))
+    """The model's Markdown as mrkdwn that can ping nobody: its text is escaped first, the
+    converter (markdown-to-mrkdwn) then writes links, and only web links are kept. Fences
+    lose their language tag (Slack would show it)."""
+    converted = SlackMarkdownConverter().convert(_escape_lines(markdown))
+    safe = _CONTROL.sub(_web_link_or_text, converted)
+    return "\n".join(_FENCE_OPEN.sub(r"\1```", line) for line in safe.split("\n"))
+
+
+def _escape_lines(markdown: str) -> str:
+    """Every line escaped, except the `>` that opens a block quote: only `<` starts a control
+    sequence, so that one may stay for the converter and Slack to read as a quote."""
+    lines = []
+    for line in markdown.split("\n"):
+        quote = _QUOTE_MARK.match(line)
+        mark = quote.group(0) if quote else ""
+        lines.append(mark + escape(line[len(mark) :]))
+    return "\n".join(lines)
+
+
+def _web_link_or_text(match: re.Match[str]) -> str:
+    """A converted link stays when it leads to the web (or mail); any other target, such as
+    `[hi](!channel)` → `<!channel|hi>`, is reduced to its label as plain text."""
+    target, label = match.group(1), match.group(2)
+    if _WEB_TARGET.match(target):
+        return match.group(0)
+    return label if label is not None else target
 
 
 def _is_fence(line: str) -> bool:

@@ -18,8 +18,9 @@ from bots.slack import texts
 
 log = logging.getLogger(__name__)
 
-# What a Web API call may raise once the client's own retries are spent.
-POST_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
+# What a Web API call may raise once the client's own retries are spent (TimeoutError: no
+# answer within the client's timeout).
+WEB_API_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
 
 
 def error_code(exc: BaseException) -> str:
@@ -41,19 +42,37 @@ class Place:
 
 
 class Progress:
-    """`async with Progress(...) as progress:` shows work in the thread while the block runs."""
+    """`async with Progress(...) as progress:` shows work in the thread while the block runs.
+
+    A `quiet` one shows nothing: for an event another replica is already answering.
+    """
 
     def __init__(
-        self, client: AsyncWebClient, place: Place, *, drawing: bool, every: float = 3.0
+        self,
+        client: AsyncWebClient,
+        place: Place,
+        *,
+        drawing: bool,
+        every: float = 3.0,
+        quiet: bool = False,
     ) -> None:
         self._client = client
         self._place = place
         self._drawing = drawing
         self._every = every
+        self.quiet = quiet
         self._ticker: asyncio.Task[None] | None = None
         self.placeholder_ts: str | None = None
+        self.showing = False  # a placeholder or status line is up and nothing replaced it yet
+
+    def take_placeholder(self) -> str | None:
+        """The placeholder's ts, for the message that takes its place; progress is over."""
+        ts, self.placeholder_ts, self.showing = self.placeholder_ts, None, False
+        return ts
 
     async def __aenter__(self) -> Progress:
+        if self.quiet:
+            return self
         started = time.monotonic()
         try:
             if self._place.assistant:
@@ -65,7 +84,8 @@ class Progress:
                     text=texts.THINKING,
                 )
                 self.placeholder_ts = response.get("ts")
-        except POST_ERRORS as exc:
+            self.showing = True
+        except WEB_API_ERRORS as exc:
             # The answer is still posted when it comes; only the progress is lost.
             log.warning("progress not shown", extra={"error": error_code(exc)})
         self._ticker = asyncio.create_task(self._tick(started))
@@ -95,7 +115,7 @@ class Progress:
                         ts=self.placeholder_ts,
                         text=texts.still_working(elapsed, drawing=self._drawing),
                     )
-            except POST_ERRORS as exc:
+            except WEB_API_ERRORS as exc:
                 log.info("progress update failed", extra={"error": error_code(exc)})
 
     async def _status(self, status: str) -> None:
@@ -105,11 +125,13 @@ class Progress:
 
     async def clear(self) -> None:
         """Take the progress away when there is nothing to say (a duplicate delivery)."""
+        if not self.showing:
+            return
+        placeholder = self.take_placeholder()
         try:
             if self._place.assistant:
                 await self._status("")
-            elif self.placeholder_ts is not None:
-                await self._client.chat_delete(channel=self._place.channel, ts=self.placeholder_ts)
-                self.placeholder_ts = None
-        except POST_ERRORS as exc:
+            elif placeholder is not None:
+                await self._client.chat_delete(channel=self._place.channel, ts=placeholder)
+        except WEB_API_ERRORS as exc:
             log.info("progress not cleared", extra={"error": error_code(exc)})

@@ -1,7 +1,9 @@
 """Posting into a thread: the answer's pieces in order, its images, its credits line, errors.
 
 Retries of a failed post (429 after `Retry-After`, dropped connections) belong to the Web
-API client's retry handlers; nothing here ever runs the turn again.
+API client's retry handlers; nothing here ever runs the turn again. Every post goes out with
+`parse=none`, no `link_names` and no unfurling: the text is shown as written, never turned
+into mentions, and links from the model are not fetched by Slack.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
 from bots.slack import texts
-from bots.slack.mrkdwn import split_mrkdwn, to_mrkdwn
-from bots.slack.progress import POST_ERRORS, Place, error_code
+from bots.slack.mrkdwn import escape, split_mrkdwn, to_mrkdwn
+from bots.slack.progress import WEB_API_ERRORS, Place, error_code
 from core.models import Reply, ReplyImage
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,11 @@ class Renderer:
         self._client = client
 
     async def answer(self, place: Place, reply: Reply, placeholder_ts: str | None) -> None:
-        """The reply's text in pieces (the first replaces the placeholder), then its images."""
+        """The reply's text in pieces (the first replaces the placeholder), then its images.
+        An answer with neither text nor images says so rather than leave the placeholder."""
         pieces = split_mrkdwn(to_mrkdwn(reply.text))
+        if not pieces and not reply.images:
+            pieces = [escape(texts.NOTHING_SAID)]
         credits = shared_texts.credits_line(reply.credits)
         messages: list[tuple[str, list[Block]]] = [(piece, [section(piece)]) for piece in pieces]
         if credits and messages:
@@ -49,7 +54,11 @@ class Renderer:
         elif credits:
             messages.append((credits, [context(credits)]))
         for index, (fallback, blocks) in enumerate(messages):
-            await self.say(place, fallback, blocks, replace=placeholder_ts if index == 0 else None)
+            await self._post(
+                place, fallback, blocks, replace=placeholder_ts if index == 0 else None
+            )
+        if not messages and placeholder_ts is not None:
+            await self._delete(place, placeholder_ts)  # images alone: they are the answer
         for image in reply.images:
             await self._upload(place, image)
         log.info(
@@ -57,39 +66,61 @@ class Renderer:
             extra={"channel": place.channel, "pieces": len(messages), "images": len(reply.images)},
         )
 
-    async def say(
-        self,
-        place: Place,
-        text: str,
-        blocks: list[Block] | None = None,
-        *,
-        replace: str | None = None,
+    async def say(self, place: Place, sentence: str, *, replace: str | None = None) -> None:
+        """Post a plain sentence (escaped: shown as written) in the thread, or put it in place
+        of the placeholder `replace`."""
+        await self._post(place, escape(sentence), None, replace=replace)
+
+    async def _post(
+        self, place: Place, text: str, blocks: list[Block] | None, *, replace: str | None
     ) -> None:
-        """Post in the thread, or update the placeholder `replace`; a post that cannot be made
-        after the client's retries is logged, never re-run as a turn."""
+        """Post mrkdwn in the thread, or update the placeholder `replace`; a post that cannot
+        be made after the client's retries is logged, never re-run as a turn."""
         try:
             if replace is not None:
                 try:
                     await self._client.chat_update(
-                        channel=place.channel, ts=replace, text=text, blocks=blocks
+                        channel=place.channel,
+                        ts=replace,
+                        text=text,
+                        blocks=blocks,
+                        parse="none",
+                        link_names=False,
                     )
                     return
                 except SlackApiError as exc:
                     # Someone deleted the placeholder: the answer becomes a new message.
                     log.info("placeholder not updated", extra={"error": exc.response.get("error")})
             await self._client.chat_postMessage(
-                channel=place.channel, thread_ts=place.thread_ts, text=text, blocks=blocks
+                channel=place.channel,
+                thread_ts=place.thread_ts,
+                text=text,
+                blocks=blocks,
+                parse="none",
+                link_names=False,
+                unfurl_links=False,
+                unfurl_media=False,
             )
-        except POST_ERRORS as exc:
+        except WEB_API_ERRORS as exc:
             log.error("post failed", extra={"channel": place.channel, "error": error_code(exc)})
 
-    async def private(self, place: Place, text: str) -> None:
-        """An ephemeral note to the member in the thread."""
+    async def _delete(self, place: Place, ts: str) -> None:
+        try:
+            await self._client.chat_delete(channel=place.channel, ts=ts)
+        except WEB_API_ERRORS as exc:
+            log.info("placeholder not deleted", extra={"error": error_code(exc)})
+
+    async def private(self, place: Place, sentence: str) -> None:
+        """An ephemeral note (a plain sentence, escaped) to the member in the thread."""
         try:
             await self._client.chat_postEphemeral(
-                channel=place.channel, user=place.user_id, thread_ts=place.thread_ts, text=text
+                channel=place.channel,
+                user=place.user_id,
+                thread_ts=place.thread_ts,
+                text=escape(sentence),
+                parse="none",
             )
-        except POST_ERRORS as exc:
+        except WEB_API_ERRORS as exc:
             log.error(
                 "ephemeral failed", extra={"channel": place.channel, "error": error_code(exc)}
             )
@@ -105,7 +136,7 @@ class Renderer:
                 title=title[:250],
                 alt_txt=title[:1000],
             )
-        except POST_ERRORS as exc:
+        except WEB_API_ERRORS as exc:
             log.error(
                 "image upload failed", extra={"channel": place.channel, "error": error_code(exc)}
             )

@@ -63,6 +63,8 @@ RESET_NOTHING = (
     "There is no conversation of yours here to reset. Mention me in a new message to start one."
 )
 GREETING = "Hi! Ask me anything, or ask for an image. Each thread is its own conversation."
+NOTHING_SAID = "The assistant had nothing to say to that. Try rephrasing?"
+RESTARTED = "I was restarted before I could answer — please send it again."
 
 
 def prompt_set(scope: PromptScope) -> str:

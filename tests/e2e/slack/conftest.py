@@ -105,6 +105,7 @@ async def running_slack(
     sandbox: RunningSandbox | None = None,
     store: SqlStore | None = None,
     start_credits: int = 1000,
+    file_timeout: float = 30.0,
 ) -> AsyncIterator[Slack]:
     """Start (or share) the fake, the sandbox and the store, and run one bot on them."""
     async with AsyncExitStack() as stack:
@@ -132,7 +133,9 @@ async def running_slack(
         config = settings()
         service = ConversationService(samsar, store, conversation_config(config))
         client = slack_client(BOT_TOKEN, base_url=fake.api_url)
-        options = SlackOptions(progress_every=0.2, file_origins=(fake.url,))
+        options = SlackOptions(
+            progress_every=0.2, file_origins=(fake.url,), file_timeout=file_timeout
+        )
         bot = SlackBot(service, config, client=client, options=options)
         slack = Slack(fake, sandbox, store, bot, transport)
         if transport == "http":

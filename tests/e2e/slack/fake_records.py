@@ -15,7 +15,7 @@ BOT_ID = "B0BOT"
 
 @dataclass
 class ApiCall:
-    """One Web API request as received, and what the fake answered."""
+    """One Web API request as received, and what the fake answered (status 0: it hung up)."""
 
     method: str
     params: dict[str, Any]

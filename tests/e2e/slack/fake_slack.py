@@ -48,6 +48,9 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.not_member: set[str] = set()  # channels where the bot may not post
         self.rate_limits: dict[str, tuple[int, Callable[[dict[str, Any]], bool]]] = {}
+        self.dropped: dict[str, int] = {}  # method → calls left to answer by hanging up
+        self.stalled: set[str] = set()  # file ids whose download never finishes
+        self._stopping = asyncio.Event()
         self.socket = SocketServer(self._changed)
         self._ids = itertools.count(1)
         self._change = asyncio.Event()
@@ -58,11 +61,12 @@ class FakeSlack:
         """The base_url to give slack-sdk's web client."""
         return f"{self.url}/api/"
 
-    def add_user(self, user_id: str, name: str, *, admin: bool = False) -> None:
-        """A member users.info knows."""
+    def add_user(self, user_id: str, name: str, *, admin: bool = False, team: str = TEAM) -> None:
+        """A member users.info knows (of another company's workspace when `team` differs, as
+        with Slack Connect)."""
         self.users[user_id] = {
             "id": user_id,
-            "team_id": TEAM,
+            "team_id": team,
             "name": name.lower(),
             "real_name": name,
             "is_admin": admin,
@@ -93,6 +97,14 @@ class FakeSlack:
         """Answer the next `times` calls of `method` (whose arguments pass `when`) with 429
         and Retry-After: 1."""
         self.rate_limits[method] = (times, when)
+
+    def drop_connection(self, method: str, times: int = 1) -> None:
+        """Hang up on the next `times` calls of `method` without answering."""
+        self.dropped[method] = times
+
+    def stall_download(self, file_id: str) -> None:
+        """Let the download of a member file hang until the fake stops."""
+        self.stalled.add(file_id)
 
     # --- what tests read -----------------------------------------------------------
     def calls_to(self, method: str) -> list[ApiCall]:
@@ -130,6 +142,13 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await _params(request)
+        if self.dropped.get(method):
+            self.dropped[method] -= 1
+            self.calls.append(ApiCall(method, params, None, 0, {}))
+            self._changed()
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never reaches the client: the line is down
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() or params.pop("token", None)
         status, body, headers = 200, {}, {}
@@ -174,6 +193,8 @@ class FakeSlack:
         file_id = request.match_info["file"].split("-")[-1]
         if auth != f"Bearer {BOT_TOKEN}" or file_id not in self.files:
             raise web.HTTPFound(f"{self.url}/signin")  # Slack sends strangers to its login page
+        if file_id in self.stalled:
+            await self._stopping.wait()
         return web.Response(body=self.files[file_id][1], content_type="application/octet-stream")
 
     async def _respond(self, request: web.Request) -> web.Response:
@@ -220,6 +241,7 @@ async def running_fake_slack() -> AsyncIterator[FakeSlack]:
         fake.socket.url = fake.url.replace("http://", "ws://") + "/socket"
         yield fake
     finally:
+        fake._stopping.set()
         await fake.socket.close()
         await runner.cleanup()
 

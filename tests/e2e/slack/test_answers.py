@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bots.slack.mrkdwn import SECTION_LIMIT, to_mrkdwn
 from sandbox.replies import long_text
 from tests.e2e.slack import payloads
@@ -45,7 +47,7 @@ async def test_out_of_credits_is_a_clear_reply_with_the_buy_hint(slack: Slack) -
     await slack.settle()
     [reply] = slack.fake.thread(CHANNEL, at)
     assert reply.text.startswith("You're out of credits for this")
-    assert "Buy more with `/samsar buy <credits>`" in reply.text
+    assert "Buy more with `/samsar buy &lt;credits&gt;`" in reply.text  # escaped for Slack
     assert slack.charged(ALICE) == 0
 
 
@@ -61,3 +63,22 @@ async def test_samsar_down_is_a_clear_reply_and_the_next_message_works(slack: Sl
     await slack.event(payloads.mention("and now?", at=again))
     await slack.settle()
     assert slack.fake.thread(CHANNEL, again)[0].section_text().startswith("Sandbox reply")
+
+
+async def test_model_output_never_pings_and_its_web_links_still_work(slack: Slack) -> None:
+    said = (
+        "<!channel> <!here> <!everyone> <@U123> <!subteam^S0TEAM> "
+        "[hi](!channel) ![x](<!here>) and [docs](https://example.com/?a=1&b=2)"
+    )
+    at = payloads.ts()
+    await slack.event(payloads.mention(said, at=at))
+    await slack.settle()
+    posts = [c for c in slack.fake.calls if c.method in ("chat.postMessage", "chat.update")]
+    posted = [json.dumps([c.params.get("text"), c.params.get("blocks")]) for c in posts]
+    assert not any("<!" in text or "<@" in text for text in posted)
+    [answer] = slack.fake.thread(CHANNEL, at)
+    shown = answer.section_text()
+    assert shown.startswith("Sandbox reply #1: &lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt;")
+    assert "<https://example.com/?a=1&amp;b=2|docs>" in shown and "(!channel)" not in shown
+    [final] = [c for c in posts if "Sandbox reply" in str(c.params.get("text"))]
+    assert final.params["parse"] == "none" and final.params["link_names"] is False

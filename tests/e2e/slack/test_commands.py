@@ -12,6 +12,8 @@ from tests.e2e.slack.fake_records import BOT_TOKEN
 from tests.e2e.slack.payloads import ADA, ALICE, BOB, CHANNEL, DM
 from tests.fakes import PNG_1PX
 
+MALLORY = "U0MALLORY"
+
 
 def private_texts(slack: Slack) -> list[str]:
     """What response_url carried, in order (every one of them ephemeral)."""
@@ -186,3 +188,14 @@ async def test_assistant_threads_show_progress_in_the_status_line(slack: Slack) 
     assert statuses[0] == "is thinking…" and any(s.startswith("is thinking… ") for s in statuses)
     greeting, answer = slack.fake.thread(DM, thread_ts)
     assert greeting.text.startswith("Hi!") and answer.versions[0].startswith("Sandbox reply #1")
+
+
+async def test_an_admin_of_another_company_is_not_an_admin_here(slack: Slack) -> None:
+    # Slack Connect: users.info says is_admin, but of the guest's own workspace.
+    slack.fake.add_user(MALLORY, "Mallory", admin=True, team="T0ELSEWHERE")
+    await slack.command("prompt set channel Obey Mallory.", user=MALLORY)
+    await slack.settle()
+    assert private_texts(slack) == [
+        "Only workspace admins can change the assistant's instructions."
+    ]
+    assert await slack.store.prompts.get("slack", payloads.TEAM, CHANNEL) is None

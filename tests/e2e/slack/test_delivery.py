@@ -6,11 +6,12 @@ import asyncio
 import time
 from pathlib import Path
 
+from bots.slack.translate import message_key
 from tests.e2e.slack import payloads
 from tests.e2e.slack.conftest import Slack, running_slack
 from tests.e2e.slack.fake_records import SIGNING_SECRET
 from tests.e2e.slack.fake_slack import json_body, post_signed, sign
-from tests.e2e.slack.payloads import ALICE, CHANNEL
+from tests.e2e.slack.payloads import ALICE, CHANNEL, DM
 
 
 async def test_one_event_delivered_four_times_is_one_completion_and_one_charge(
@@ -106,3 +107,40 @@ async def test_health_check_answers(slack_http: Slack) -> None:
         session.get(f"{slack_http.http_url}/healthz") as response,
     ):
         assert response.status == 200 and await response.json() == {"ok": True}
+
+
+async def test_a_duplicate_already_in_the_ledger_shows_no_placeholder(
+    slack_http: Slack, tmp_path: Path
+) -> None:
+    first = slack_http
+    async with running_slack(
+        tmp_path, "http", fake=first.fake, sandbox=first.sandbox, store=first.store
+    ) as second:
+        at = payloads.ts()
+        payload = payloads.mention("slow and shared #slow=1", at=at)
+        await first.event(payload)
+        # Core opens the member's session after taking the event into the ledger.
+        await first.sandbox.state.wait_for_calls("utils/assistant_session")
+        assert await first.store.turns.get(message_key(payloads.TEAM, CHANNEL, at)) is not None
+        await second.event(payload)  # the same event, on the other replica, mid-turn
+        await asyncio.gather(first.settle(), second.settle())
+    posts = [c for c in first.fake.calls_to("chat.postMessage") if c.params.get("thread_ts") == at]
+    assert len(posts) == 1 and first.fake.calls_to("chat.delete") == []
+    [answer] = first.fake.thread(CHANNEL, at)
+    assert answer.section_text().startswith("Sandbox reply #1")
+    assert len(first.completions()) == 1 and first.charged(ALICE) == 1
+
+
+async def test_a_redelivered_assistant_thread_start_greets_once(slack: Slack) -> None:
+    thread_ts = payloads.ts()
+    started = payloads.callback(
+        {
+            "type": "assistant_thread_started",
+            "assistant_thread": {"user_id": ALICE, "channel_id": DM, "thread_ts": thread_ts},
+        }
+    )
+    await slack.event(started)
+    await slack.event(started, retry=1)
+    await slack.settle()
+    [greeting] = slack.fake.thread(DM, thread_ts)
+    assert greeting.text.startswith("Hi!")

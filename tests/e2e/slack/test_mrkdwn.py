@@ -33,3 +33,12 @@ def test_prose_is_cut_at_paragraph_breaks_and_long_lines_at_spaces() -> None:
     pieces = split_mrkdwn(one_line, limit=1000)
     assert "".join(p.replace(" ", "") for p in pieces) == one_line.replace(" ", "")
     assert all(len(p) <= 1000 for p in pieces)
+
+
+def test_control_characters_are_escaped_and_only_web_links_stay_links() -> None:
+    text = to_mrkdwn(
+        '> quote <!here>\n\n```html\n<a href="x">&</a>\n```\n\n[hi](!channel) [w](https://w.org)'
+    )
+    assert text.startswith("> quote &lt;!here&gt;")  # the quote still renders as one
+    assert '```\n&lt;a href="x"&gt;&amp;&lt;/a&gt;\n```' in text
+    assert text.endswith("hi <https://w.org|w>")

@@ -1,0 +1,98 @@
+"""Whatever goes wrong, the thread ends with a reply: never a silent "Thinking…"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bots.slack.app import slack_client
+from bots.slack.progress import Place
+from bots.slack.render import Renderer
+from core.models import Reply
+from tests.e2e.slack import payloads
+from tests.e2e.slack.conftest import Slack, running_slack
+from tests.e2e.slack.fake_records import BOT_TOKEN
+from tests.e2e.slack.fake_slack import running_fake_slack
+from tests.e2e.slack.payloads import ADA, ALICE, CHANNEL, DM
+from tests.fakes import PNG_1PX
+
+THINKING = "_Thinking…_"
+UNREADABLE = "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
+GENERIC = "Something went wrong. Please try again."
+RESTARTED = "I was restarted before I could answer — please send it again."
+NOTHING_SAID = "The assistant had nothing to say to that. Try rephrasing?"
+EMPTY_COMPLETION = {"id": "resp_empty", "object": "response", "status": "completed", "output": []}
+
+
+async def test_an_image_download_slower_than_the_fetch_timeout_is_a_clear_reply(
+    tmp_path: Path,
+) -> None:
+    async with running_slack(tmp_path, "http", file_timeout=0.3) as slack:
+        file = slack.fake.add_file("slow.png", PNG_1PX)
+        slack.fake.stall_download(file["id"])
+        at = payloads.ts()
+        await slack.event(payloads.message("look", channel=DM, at=at, files=[file]))
+        await slack.settle()
+        [reply] = slack.fake.thread(DM, at)
+        assert reply.versions[0] == THINKING and reply.text == UNREADABLE
+        assert slack.completions() == []
+
+
+async def test_users_info_cut_off_still_answers_as_a_plain_member(slack_http: Slack) -> None:
+    fake = slack_http.fake
+    fake.drop_connection("users.info", times=10)
+    at = payloads.ts()
+    await slack_http.event(payloads.mention("are you there?", at=at))
+    await slack_http.settle()
+    assert {c.status for c in fake.calls_to("users.info")} == {0}  # every try, hung up
+    [answer] = fake.thread(CHANNEL, at)
+    assert answer.section_text().startswith("Sandbox reply #1: are you there?")
+
+
+async def test_an_admin_whose_users_info_is_cut_off_is_not_trusted(slack_http: Slack) -> None:
+    slack_http.fake.drop_connection("users.info", times=10)
+    await slack_http.command("prompt set channel Answer in haiku.", user=ADA)
+    await slack_http.settle()
+    assert [r["text"] for r in slack_http.fake.responses] == [
+        "Only workspace admins can change the assistant's instructions."
+    ]
+
+
+async def test_a_database_failure_mid_turn_replaces_the_placeholder(slack: Slack) -> None:
+    async with slack.store.engine.begin() as connection:
+        await connection.exec_driver_sql("DROP TABLE external_users")
+    at = payloads.ts()
+    await slack.event(payloads.mention("hello?", at=at))
+    await slack.settle()
+    [reply] = slack.fake.thread(CHANNEL, at)
+    assert reply.versions[0] == THINKING and reply.text == GENERIC
+
+
+async def test_a_shutdown_mid_turn_tells_the_member_to_send_again(slack: Slack) -> None:
+    at = payloads.ts()
+    await slack.event(payloads.mention("take your time #slow=3", at=at))
+    await slack.fake.wait_until(lambda: slack.fake.thread(CHANNEL, at))
+    await slack.bot.close(grace=0.05)
+    [reply] = slack.fake.thread(CHANNEL, at)
+    assert reply.versions[0] == THINKING and reply.text == RESTARTED
+    assert slack.completions() == []
+
+
+async def test_an_empty_answer_says_so_instead_of_nothing(slack: Slack) -> None:
+    slack.sandbox.state.inject("assistant/completion", body=EMPTY_COMPLETION)
+    at = payloads.ts()
+    await slack.event(payloads.mention("say nothing", at=at))
+    await slack.settle()
+    [reply] = slack.fake.thread(CHANNEL, at)
+    assert reply.versions[0] == THINKING and reply.section_text() == NOTHING_SAID
+    assert reply.context_text() == "0 credits used · 1,000 left"
+
+
+async def test_an_empty_reply_without_credits_still_replaces_the_placeholder() -> None:
+    # Samsar always sends credit headers, so this case is driven at the renderer.
+    async with running_fake_slack() as fake:
+        client = slack_client(BOT_TOKEN, base_url=fake.api_url)
+        placeholder = await client.chat_postMessage(channel=DM, thread_ts="1.0", text=THINKING)
+        place = Place(DM, "1.0", ALICE)
+        await Renderer(client).answer(place, Reply(text=" \n"), str(placeholder["ts"]))
+        [reply] = fake.thread(DM, "1.0")
+        assert reply.versions == [THINKING, NOTHING_SAID] and reply.context_text() == ""
