@@ -16,6 +16,7 @@ from bots.image_flags import split_image_flags
 from bots.slack import texts
 from bots.slack.conversations import Conversations
 from bots.slack.members import Members
+from bots.slack.mrkdwn import escape
 from bots.slack.translate import Origin, command_origin
 from core.conversation.prompts import EffectivePrompt
 from core.conversation.service import ConversationService
@@ -64,7 +65,7 @@ class SlashCommands:
                 return
             await handler(payload, rest.strip(), respond)
         except BotError as exc:
-            await _private(respond, shared_texts.describe(exc, texts.COMMANDS))
+            await _private(respond, escape(shared_texts.describe(exc, texts.COMMANDS)))
 
     async def _user(self, payload: Payload) -> ChatUser:
         origin = command_origin(payload)

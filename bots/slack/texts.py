@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bots import texts
+from bots.slack.mrkdwn import escape
 from core.models import PromptScope
 
 COMMANDS = texts.Commands(buy="/samsar buy", new_chat="@mention me", reset="/samsar reset")
@@ -87,7 +88,8 @@ def unknown_command(name: str) -> str:
     return f"I don't know `/samsar {name}`. Try `/samsar help`."
 
 
-HELP = """\
+# Static sentences with <placeholders> are escaped, or Slack would read them as links.
+HELP = escape("""\
 *Talk to Samsar*
 • Mention me in a channel: I answer in a thread, and the thread is your conversation.
 • Reply in that thread to continue it (no mention needed). DM me to talk privately.
@@ -96,11 +98,11 @@ HELP = """\
 • `credits` · `buy <credits>` · `studio` (a Samsar Studio login link)
 • `persona set <text>` | `show` | `clear` — your own instructions for the assistant
 • `prompt set [workspace|channel] <text>` | `show` | `clear [workspace|channel]` — admins
-• `reset` — start your latest conversation in this channel afresh · `help`"""
+• `reset` — start your latest conversation in this channel afresh · `help`""")
 
-USAGE_BUY = "usage: /samsar buy <credits>"
-USAGE_PERSONA = "usage: /samsar persona set <text> | show | clear"
-USAGE_PROMPT = "usage: /samsar prompt set [workspace|channel] <text> | show | clear [scope]"
+USAGE_BUY = "usage: /samsar buy <credits>"  # raw: it reaches members through describe()
+USAGE_PERSONA = escape("usage: /samsar persona set <text> | show | clear")
+USAGE_PROMPT = escape("usage: /samsar prompt set [workspace|channel] <text> | show | clear [scope]")
 
 
 def home_credits(remaining: float | None) -> str:

@@ -131,13 +131,16 @@ async def test_private_commands_answer_ephemerally(slack: Slack) -> None:
     said = private_texts(slack)
     assert said[0] == "You have 1,000 credits."
     assert said[1].startswith("Buy 50 credits here: <http://127.0.0.1")
-    assert "usage: /samsar buy <credits>" in said[2]
+    assert "usage: /samsar buy &lt;credits&gt;" in said[2]  # escaped: not a Slack link
     assert said[3:5] == [
         "Your persona is set; it applies to your next messages.",
         "Your persona: Be terse.",
     ]
     assert said[5].startswith("Your Samsar Studio login link")
     assert "*`/samsar` commands*" in said[6]
+    assert "`ask &lt;question&gt;`" in said[6]
+    # Only real links may start with "<" in what members read.
+    assert all(chunk.startswith("http") for text in said for chunk in text.split("<")[1:])
     assert said[7] == "I don't know `/samsar dance`. Try `/samsar help`."
     assert slack.fake.messages == []  # nothing private was posted in the channel
 
