@@ -86,7 +86,10 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
         case errors.InputRejected():
             return _input_rejected(error)
         case _:
-            return "Something went wrong. Please try again."
+            return UNEXPECTED
+
+
+UNEXPECTED = "Something went wrong. Please try again."
 
 
 def _input_rejected(error: errors.InputRejected) -> str:

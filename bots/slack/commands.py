@@ -66,6 +66,9 @@ class SlashCommands:
             await handler(payload, rest.strip(), respond)
         except BotError as exc:
             await _private(respond, escape(shared_texts.describe(exc, texts.COMMANDS)))
+        except Exception:  # the top of a command: log it, and never leave the member unanswered
+            log.exception("command failed", extra={"command": name})
+            await _private(respond, shared_texts.UNEXPECTED)
 
     async def _user(self, payload: Payload) -> ChatUser:
         origin = command_origin(payload)

@@ -67,6 +67,14 @@ async def test_a_database_failure_mid_turn_replaces_the_placeholder(slack: Slack
     assert reply.versions[0] == THINKING and reply.text == GENERIC
 
 
+async def test_a_database_failure_in_a_command_is_answered(slack: Slack) -> None:
+    async with slack.store.engine.begin() as connection:
+        await connection.exec_driver_sql("DROP TABLE external_users")
+    await slack.command("credits")
+    await slack.settle()
+    assert [r["text"] for r in slack.fake.responses] == [GENERIC]
+
+
 async def test_a_shutdown_mid_turn_tells_the_member_to_send_again(slack: Slack) -> None:
     at = payloads.ts()
     await slack.event(payloads.mention("take your time #slow=3", at=at))
