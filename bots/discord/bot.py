@@ -18,6 +18,7 @@ from bots.discord.cogs.chat import ChatCog
 from bots.discord.cogs.imagine import ImagineCog
 from bots.discord.cogs.messages import MessagesCog
 from bots.discord.translate import Interaction
+from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.settings import Settings
 
@@ -67,12 +68,17 @@ class SamsarDiscordBot(commands.Bot):
         self.service = service
         self.settings = settings
         self.status_every = status_every
+        # One FIFO lock per conversation, shared by messages and slash commands, so a turn
+        # whose attachment downloads slowly is not overtaken by the next one.
+        self.turns = KeyedLocks()
 
     async def setup_hook(self) -> None:
         """Add the cogs and sync the commands: to DISCORD_GUILD_IDS at once, else globally."""
-        await self.add_cog(ChatCog(self.service, self.settings))
-        await self.add_cog(MessagesCog(self, self.service, self.settings))
-        await self.add_cog(ImagineCog(self.service, self.settings, status_every=self.status_every))
+        await self.add_cog(ChatCog(self.service, self.settings, self.turns))
+        await self.add_cog(MessagesCog(self, self.service, self.settings, self.turns))
+        await self.add_cog(
+            ImagineCog(self.service, self.settings, self.turns, status_every=self.status_every)
+        )
         await self.add_cog(AccountCog(self.service))
         await self.add_cog(AdminCog(self.service))
         guild_ids = self.settings.discord_guild_ids

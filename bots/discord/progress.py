@@ -11,6 +11,7 @@ import discord
 
 from bots.discord.delivery import PRIVATE
 from bots.discord.translate import Interaction
+from core.conversation.locks import Place
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,19 @@ async def defer(interaction: Interaction, *, ephemeral: bool) -> bool:
         )
         return False
     return True
+
+
+async def defer_in_line(interaction: Interaction, place: Place, *, ephemeral: bool) -> bool:
+    """Acknowledge at once while keeping `place` in the conversation's line (taken before this
+    call); when the interaction cannot be acknowledged, the place is given up."""
+    try:
+        deferred = await defer(interaction, ephemeral=ephemeral)
+    except BaseException:
+        place.abandon()
+        raise
+    if not deferred:
+        place.abandon()
+    return deferred
 
 
 @contextlib.asynccontextmanager

@@ -1,39 +1,73 @@
-"""In-process locks per key that admit waiters in arrival order and forget idle keys."""
+"""In-process locks per key that admit holders in the order they asked, and forget idle keys."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
+from types import TracebackType
 
 
 class KeyedLocks:
-    """One FIFO lock per key; a key's lock is dropped once nobody holds or waits for it.
+    """One FIFO line per key. `hold(key)` takes a place in the line at once, when called.
 
-    `asyncio.Lock` queues waiters in the order they call `acquire`, and a coroutine that
-    reaches `hold()` before its first await takes its place at once: turns of one thread
-    therefore run in the order the adapter started them.
+    So the order is the order of the calls, whatever the caller awaits before entering:
+    a Discord command can take its place, acknowledge the interaction, then wait its turn,
+    and a message that arrives meanwhile still comes after it. A key is forgotten once its
+    line is empty.
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
+        self._lines: dict[str, deque[asyncio.Future[None]]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock of `key` for the block."""
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if self._users[key] == 0:
-                del self._users[key]
-                del self._locks[key]
+    def hold(self, key: str) -> Place:
+        """A place in `key`'s line; `async with` it to wait for the turn and hold it."""
+        line = self._lines.setdefault(key, deque())
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not line:
+            turn.set_result(None)
+        line.append(turn)
+        return Place(self, key, turn)
+
+    def _leave(self, key: str, turn: asyncio.Future[None]) -> None:
+        """Take `turn` out of the line; when it was first, the next one's turn comes."""
+        line = self._lines[key]
+        first = line[0] is turn
+        line.remove(turn)
+        if first and line:
+            line[0].set_result(None)
+        if not line:
+            del self._lines[key]
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._lines)
+
+
+class Place:
+    """A place in one key's line: entered when its turn comes, left on exit or `abandon()`."""
+
+    def __init__(self, locks: KeyedLocks, key: str, turn: asyncio.Future[None]) -> None:
+        self._locks = locks
+        self._key = key
+        self._turn = turn
+        self._left = False
+
+    async def __aenter__(self) -> None:
+        try:
+            await asyncio.shield(self._turn)
+        except BaseException:
+            self.abandon()  # cancelled while waiting: let the next one through
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Leave the line without (or after) holding it; safe to call more than once."""
+        if not self._left:
+            self._left = True
+            self._locks._leave(self._key, self._turn)

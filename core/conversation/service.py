@@ -107,8 +107,8 @@ class ConversationService:
     ) -> Reply | None:
         check_message(message.text, message.images, self._config.limits)
         thread = message.thread
-        # The in-process lock is taken before any other await so turns keep arrival order;
-        # the store's lock extends that across replicas.
+        # The place in the thread's line is taken when this is called, so turns keep arrival
+        # order; the store's lock extends that across replicas.
         async with (
             self._thread_locks.hold(thread.key),
             self._store.locks.hold(thread.key),

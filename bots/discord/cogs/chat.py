@@ -11,8 +11,9 @@ from discord.ext import commands
 from bots.discord import texts, translate
 from bots.discord.answers import post_answer
 from bots.discord.delivery import InteractionTarget
-from bots.discord.progress import defer
+from bots.discord.progress import defer, defer_in_line
 from bots.discord.translate import Interaction
+from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.models import IncomingMessage
 from core.settings import Settings
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 class ChatCog(commands.Cog):
     """Start and reset conversations with slash commands."""
 
-    def __init__(self, service: ConversationService, settings: Settings) -> None:
+    def __init__(self, service: ConversationService, settings: Settings, turns: KeyedLocks) -> None:
         self._service = service
         self._settings = settings
+        self._turns = turns
 
     @app_commands.command(name="chat", description="Ask the assistant; the answer opens a thread.")
     @app_commands.describe(prompt="What to ask", image="An image for the assistant to look at")
@@ -33,34 +35,39 @@ class ChatCog(commands.Cog):
         self, interaction: Interaction, prompt: str, image: discord.Attachment | None = None
     ) -> None:
         """Answer, then open a public thread from the answer that carries the conversation."""
-        if not await defer(interaction, ephemeral=False):
-            return
         channel = interaction.channel
         here = translate.conversation_of(channel, interaction.guild_id)
         fresh = here is None and translate.can_open_thread(channel)
         where = here or translate.pending(
             interaction.guild_id, interaction.channel_id, f"chat-{interaction.id}"
         )
-        images = await translate.input_images([image] if image else [], self._settings, strict=True)
-        reply = await self._service.ask(
-            IncomingMessage(
-                event_key=translate.interaction_key(interaction),
-                user=translate.interaction_user(interaction),
-                thread=where,
-                text=prompt,
-                images=images,
-            )
-        )
-        if reply is None:
+        # The place in the conversation's line is taken now, before the acknowledgement, and
+        # held from the download to the posted answer: later messages come after this turn.
+        place = self._turns.hold(where.key)
+        if not await defer_in_line(interaction, place, ephemeral=False):
             return
-        await post_answer(
-            self._service,
-            InteractionTarget(interaction),
-            reply,
-            upload_limit=interaction.filesize_limit,
-            pending=where if fresh else None,
-            title=prompt,
-        )
+        async with place:
+            attached = [image] if image else []
+            images = await translate.input_images(attached, self._settings, strict=True)
+            reply = await self._service.ask(
+                IncomingMessage(
+                    event_key=translate.interaction_key(interaction),
+                    user=translate.interaction_user(interaction),
+                    thread=where,
+                    text=prompt,
+                    images=images,
+                )
+            )
+            if reply is None:
+                return
+            await post_answer(
+                self._service,
+                InteractionTarget(interaction),
+                reply,
+                upload_limit=interaction.filesize_limit,
+                pending=where if fresh else None,
+                title=prompt,
+            )
 
     @app_commands.command(
         name="reset", description="Start a fresh conversation in this thread or DM."

@@ -11,8 +11,9 @@ from discord.ext import commands
 from bots.discord import texts, translate
 from bots.discord.answers import post_answer
 from bots.discord.delivery import InteractionTarget
-from bots.discord.progress import defer, elapsed_status
+from bots.discord.progress import defer_in_line, elapsed_status
 from bots.discord.translate import Interaction
+from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.models import ImageChoice, IncomingMessage
 from core.settings import Settings
@@ -27,10 +28,16 @@ class ImagineCog(commands.Cog):
     """Image generation on demand."""
 
     def __init__(
-        self, service: ConversationService, settings: Settings, *, status_every: float
+        self,
+        service: ConversationService,
+        settings: Settings,
+        turns: KeyedLocks,
+        *,
+        status_every: float,
     ) -> None:
         self._service = service
         self._settings = settings
+        self._turns = turns
         self._status_every = status_every
 
     @app_commands.command(name="imagine", description="Generate an image from a prompt.")
@@ -50,8 +57,6 @@ class ImagineCog(commands.Cog):
     ) -> None:
         """Post the picture (revised prompt as caption) and, in a channel, open a thread from it
         that carries the conversation (so "make it blue" works there); a thread or DM goes on."""
-        if not await defer(interaction, ephemeral=False):
-            return
         choice = ImageChoice(size=size, quality=quality, format=format)
         channel = interaction.channel
         here = translate.conversation_of(channel, interaction.guild_id)
@@ -59,22 +64,26 @@ class ImagineCog(commands.Cog):
         where = here or translate.pending(
             interaction.guild_id, interaction.channel_id, f"imagine-{interaction.id}"
         )
+        place = self._turns.hold(where.key)  # in the conversation's line from now on
+        if not await defer_in_line(interaction, place, ephemeral=False):
+            return
         message = IncomingMessage(
             event_key=translate.interaction_key(interaction),
             user=translate.interaction_user(interaction),
             thread=where,
             text=prompt,
         )
-        async with elapsed_status(interaction, texts.generating, self._status_every):
-            reply = await self._service.imagine(message, choice)
-        if reply is None:
-            return
-        await post_answer(
-            self._service,
-            InteractionTarget(interaction),
-            reply,
-            upload_limit=interaction.filesize_limit,
-            pending=where if fresh else None,
-            title=prompt,
-            with_text=False,
-        )
+        async with place:
+            async with elapsed_status(interaction, texts.generating, self._status_every):
+                reply = await self._service.imagine(message, choice)
+            if reply is None:
+                return
+            await post_answer(
+                self._service,
+                InteractionTarget(interaction),
+                reply,
+                upload_limit=interaction.filesize_limit,
+                pending=where if fresh else None,
+                title=prompt,
+                with_text=False,
+            )

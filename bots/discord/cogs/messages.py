@@ -28,12 +28,18 @@ _MEMBER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 class MessagesCog(commands.Cog):
     """Turns members' messages into conversation turns (edits arrive as updates and are ignored)."""
 
-    def __init__(self, bot: commands.Bot, service: ConversationService, settings: Settings) -> None:
+    def __init__(
+        self,
+        bot: commands.Bot,
+        service: ConversationService,
+        settings: Settings,
+        turns: KeyedLocks,
+    ) -> None:
         self._bot = bot
         self._service = service
         self._settings = settings
         self._hinted: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._turns = KeyedLocks()  # per conversation, FIFO: answers keep the writing order
+        self._turns = turns  # per conversation, FIFO: answers keep the writing order
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -126,3 +126,27 @@ async def test_a_slow_attachment_is_not_overtaken_by_the_next_message_in_the_thr
     answered = [str(a.payload["message_reference"]["message_id"]) for a in answers]
     assert answered == [first["id"], second["id"]]
     assert "(received 1 image)" in answers[0].content
+
+
+async def test_a_chat_command_with_a_slow_image_keeps_its_place_in_the_thread(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    await harness.answer(await harness.slash("chat", option("prompt", "let's talk")))
+    thread_id = int((await fake.wait_for(fake.threads, what="a thread"))[0]["id"])
+    slow = fake.add_attachment(PNG_1PX, "cat.png", delay=1.0)  # the CDN takes a second
+    await harness.slash(
+        "chat",
+        option("prompt", "look at this"),
+        option("image", slow["id"], kind=p.ATTACHMENT_OPTION),
+        channel_id=thread_id,
+        resolved={"attachments": {slow["id"]: slow}},
+    )
+    await harness.say("and then this", channel_id=thread_id)  # at once, text only
+    sessions = harness.sandbox.state.sessions_of("discord", f"discord:{ALICE['id']}")
+
+    def asked() -> list[str]:
+        return [e.text for e in sessions[0].history if e.role == "user"]
+
+    await fake.wait_for(lambda: len(asked()) == 3, what="three turns")
+    assert asked() == ["let's talk", "look at this", "and then this"]
