@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image
 
 from tests.e2e.slack import payloads
-from tests.e2e.slack.conftest import Slack
+from tests.e2e.slack.conftest import Slack, running_slack
 from tests.e2e.slack.fake_records import BOT_TOKEN
 from tests.e2e.slack.payloads import ADA, ALICE, BOB, CHANNEL, DM
 from tests.fakes import PNG_1PX
@@ -202,3 +203,20 @@ async def test_an_admin_of_another_company_is_not_an_admin_here(slack: Slack) ->
         "Only workspace admins can change the assistant's instructions."
     ]
     assert await slack.store.prompts.get("slack", payloads.TEAM, CHANNEL) is None
+
+
+async def test_reset_after_a_restart_still_finds_the_conversation(
+    slack: Slack, tmp_path: Path
+) -> None:
+    at = payloads.ts()
+    await slack.event(payloads.mention("one", at=at))
+    await slack.settle()
+    # A new bot process on the same database: nothing of the first one's memory survives.
+    async with running_slack(
+        tmp_path, "socket", fake=slack.fake, sandbox=slack.sandbox, store=slack.store
+    ) as restarted:
+        await restarted.command("reset")
+        await restarted.settle()
+        assert private_texts(restarted) == [
+            "Done: that conversation starts afresh the next time you mention me in it."
+        ]
