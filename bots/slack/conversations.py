@@ -126,9 +126,7 @@ class Conversations:
             log.exception("turn failed unexpectedly", extra={"event_key": origin.key})
             if progress is None or not progress.quiet:
                 replace = progress.take_placeholder() if progress is not None else None
-                # A bare BotError gets describe's generic sentence ("Something went wrong…").
-                generic = shared_texts.describe(BotError(), COMMANDS)
-                await self.renderer.say(place, generic, replace=replace)
+                await self.renderer.say(place, shared_texts.UNEXPECTED, replace=replace)
 
     async def _show(
         self, origin: Origin, place: Place, progress: Progress, outcome: Reply | BotError | None
