@@ -2,7 +2,9 @@
 
     python -m bench.turns [--threads 50] [--turns 4] [--database-url URL]
 
-Prints throughput, latency percentiles and the peak RSS of the process. The sandbox runs in
+Each turn is recorded, claimed by the turn worker, run and delivered to a recording channel
+(the durable path every platform takes). Prints throughput, latency percentiles and the peak
+RSS of the process. The sandbox runs in
 the same process and event loop, so the figures are a floor for what one replica adds on top
 of Samsar, not Samsar's speed.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import platform
 import resource
 import statistics
@@ -25,6 +28,7 @@ from core.samsar.client import SamsarClient
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from storage.store import open_store
+from tests.turns import driving
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -37,11 +41,13 @@ async def run(threads: int, turns: int, url: str) -> None:
     """Run `threads` conversations of `turns` messages each, all threads at once."""
     config = SandboxConfig(start_credits=10**9)
     async with (
+        contextlib.AsyncExitStack() as exits,
         running_sandbox(config) as sandbox,
         open_store(url) as store,
         SamsarClient(sandbox.api_key, sandbox.base_url) as client,
     ):
-        service = ConversationService(client, store, ConversationConfig())
+        plain = ConversationService(client, store, ConversationConfig())
+        stack = await exits.enter_async_context(driving(plain, ("discord",)))
         latencies: list[float] = []
         run_id = uuid.uuid4().hex[:8]  # a database kept between runs must not see duplicates
 
@@ -50,7 +56,7 @@ async def run(threads: int, turns: int, url: str) -> None:
             where = ThreadRef("discord", "bench", "C", f"{run_id}-{n}")
             for turn in range(turns):
                 started = time.perf_counter()
-                reply = await service.ask(
+                reply = await stack.ask(
                     IncomingMessage(f"bench:{run_id}:{n}:{turn}", user, where, f"question {turn}")
                 )
                 latencies.append(time.perf_counter() - started)

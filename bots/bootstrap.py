@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.conversation.limits import InputLimits
 from core.conversation.service import ConversationConfig, ConversationService
@@ -13,6 +14,8 @@ from core.models import ImageOptions
 from core.samsar.client import SamsarClient
 from core.samsar.retry import RetryPolicy
 from core.settings import Settings
+from core.turns.executor import Patience
+from core.turns.worker import WorkerConfig
 from sandbox.app import SandboxConfig, running_sandbox
 from storage.engine import default_database_url
 from storage.store import SqlStore, open_store
@@ -49,6 +52,17 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             max_image_bytes=settings.max_input_image_bytes,
         ),
         admin_keys=settings.admin_user_keys,
+        patience=Patience(total=settings.samsar_patience),
+    )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """The turn worker's leases, concurrency, delivery tries and retention."""
+    return WorkerConfig(
+        lease=timedelta(seconds=settings.turn_lease_seconds),
+        max_running=settings.max_running_turns,
+        delivery_tries=settings.delivery_tries,
+        retention=timedelta(days=settings.turn_retention_days),
     )
 
 
@@ -61,7 +75,8 @@ def database_url(settings: Settings) -> str:
 
 @asynccontextmanager
 async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[App]:
-    """Open the store (migrated), the Samsar client (or an in-process sandbox) and the service."""
+    """Open the store (migrated), the Samsar client (or an in-process sandbox) and the service,
+    whose turn worker runs for the duration of the block (platforms attach to it)."""
     async with AsyncExitStack() as stack:
         if sandbox:
             local = await stack.enter_async_context(
@@ -78,7 +93,6 @@ async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[Ap
             open_store(
                 database_url(settings),
                 pool_size=settings.database_pool_size,
-                lock_connections=settings.database_lock_connections,
             )
         )
         samsar = await stack.enter_async_context(
@@ -90,5 +104,8 @@ async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[Ap
                 retry=RetryPolicy(attempts=settings.samsar_retry_attempts),
             )
         )
-        service = ConversationService(samsar, store, conversation_config(settings))
+        service = ConversationService(
+            samsar, store, conversation_config(settings), worker=worker_config(settings)
+        )
+        await stack.enter_async_context(service.worker.serving())
         yield App(settings, service, store, samsar, base_url)

@@ -11,15 +11,18 @@
     │   ├── SamsarTimeout           no answer in time
     │   ├── SamsarUnreachable       connection failed
     │   └── MalformedResponse       a 2xx body we cannot read
-    └── ConversationError           a rule of the conversation refused the action
-        ├── NotThreadOwner          another member owns this thread's session
-        ├── NotAdmin                an admin-only action by a non-admin
-        └── InputRejected           too long, too many images, image too large or unreadable
+    ├── ConversationError           a rule of the conversation refused the action
+    │   ├── NotThreadOwner          another member owns this thread's session
+    │   ├── NotAdmin                an admin-only action by a non-admin
+    │   └── InputRejected           too long, too many images, image too large or unreadable
+    └── Unexpected                  a turn ended in a failure nothing above foresaw (a bug)
 
 Adapters turn these into user text through one module (`bots.texts`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class BotError(Exception):
@@ -125,3 +128,48 @@ class InputRejected(ConversationError):
         self.reason = reason
         self.limit = limit
         self.detail = detail
+
+
+class Unexpected(BotError):
+    """A turn ended in a failure nothing foresaw; the member gets the generic sentence."""
+
+    def __init__(self, message: str = "unexpected failure") -> None:
+        super().__init__(message)
+
+
+class Undeliverable(Exception):
+    """A platform refused a delivery for good (the channel is gone, the bot was removed):
+    the worker stops trying. Not a BotError: no member reads it."""
+
+
+Record = Mapping[str, str | int | float | bool | None]
+
+
+def to_record(error: BotError) -> dict[str, str | int | float | bool | None]:
+    """The error as plain values (its class name and attributes), for the turn ledger."""
+    fields = {
+        name: value
+        for name, value in vars(error).items()
+        if isinstance(value, str | int | float | bool) or value is None
+    }
+    return {"type": type(error).__name__, "text": str(error), **fields}
+
+
+def from_record(record: Record) -> BotError:
+    """The error a record describes; an unknown type reads as `Unexpected`."""
+    cls = _ERROR_TYPES.get(str(record.get("type")))
+    if cls is None:
+        return Unexpected(str(record.get("text") or "unknown error"))
+    error = cls.__new__(cls)
+    Exception.__init__(error, str(record.get("text") or ""))
+    for name, value in record.items():
+        if name not in ("type", "text"):
+            setattr(error, name, value)
+    return error
+
+
+def _subclasses(cls: type[BotError]) -> list[type[BotError]]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+_ERROR_TYPES: dict[str, type[BotError]] = {cls.__name__: cls for cls in _subclasses(BotError)}

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.errors import BotError
+
 # --- who and where -----------------------------------------------------------------
 
 
@@ -257,16 +259,85 @@ class AdminPrompt:
 
 
 class TurnStatus(enum.StrEnum):
-    """The life of one turn in the ledger."""
+    """The life of one turn in the ledger (DESIGN, "Durable turns").
 
-    PENDING = "pending"
-    DONE = "done"
+    received → running (leased by one worker) → completed (its outcome stored) → delivered,
+    or failed (the member was told why, or nothing could be posted for good).
+    """
+
+    RECEIVED = "received"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DELIVERED = "delivered"
     FAILED = "failed"
+
+    @property
+    def open(self) -> bool:
+        """Not finished yet: a worker still has something to do for it."""
+        return self in (TurnStatus.RECEIVED, TurnStatus.RUNNING, TurnStatus.COMPLETED)
+
+
+class TurnKind(enum.StrEnum):
+    """What a turn asks of the assistant."""
+
+    ASK = "ask"
+    IMAGINE = "imagine"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """What the member asked, kept with the turn so that any worker can run it again.
+
+    `attachments` is the adapter's own note of the files to fetch (core never reads it);
+    the bytes are fetched when the turn runs, not kept in the database.
+    """
+
+    user: ChatUser
+    thread: ThreadRef
+    text: str
+    kind: TurnKind = TurnKind.ASK
+    image: ImageOptions | None = None  # None: no image tool
+    attachments: str = ""
+
+    @property
+    def force_image(self) -> bool:
+        """An imagine turn forces the image tool."""
+        return self.kind is TurnKind.IMAGINE
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A turn's inputs as the platform gives them when it runs: the member as they are now
+    (names, admin flag) and the attached images, fetched."""
+
+    user: ChatUser
+    images: tuple[InputImage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SamsarCall:
+    """The completion body fixed before the first try; every retry and resume sends it again,
+    with the same Idempotency-Key, so Samsar replays instead of charging twice."""
+
+    session_id: str
+    new_session: bool
+    developer_prompt: str | None
+    prompt_fingerprint: str | None
+    attempt: int = 0  # > 0 after Samsar forgot the user or session: new keys, new session
+
+    def idempotency_key(self, turn_id: str) -> str:
+        """The completion's key: the turn, and the attempt after a lost session."""
+        return f"turn-{turn_id}-{self.attempt}" if self.attempt else f"turn-{turn_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """A ledger row: one member action, billed at most once (`turn_id` is the idempotency key)."""
+    """A ledger row: one member action, billed at most once (`turn_id` keys every Samsar call).
+
+    `route` and `posted` belong to the adapter: where to deliver, and what it posted so far
+    (so a second delivery edits instead of duplicating). `reply` or `error` is the outcome
+    once the turn completed; the error is what the member is (or was) told.
+    """
 
     turn_id: str
     event_key: str
@@ -274,12 +345,28 @@ class Turn:
     thread_key: str
     user_key: str
     kind: str  # "ask" | "imagine"
-    status: TurnStatus = TurnStatus.PENDING
+    status: TurnStatus = TurnStatus.RECEIVED
+    request: TurnRequest | None = None
+    route: str = ""
+    posted: str = ""
+    call: SamsarCall | None = None
+    reply: Reply | None = None
+    error: BotError | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    runs: int = 0  # how often a worker took it to run: more than one means it was resumed
+    delivery_attempts: int = 0
+    next_attempt_at: datetime | None = None
     created_at: datetime | None = None
+    completed_at: datetime | None = None
     finished_at: datetime | None = None
     latency_ms: int | None = None
     credits_charged: float | None = None
-    error: str | None = None
+
+    @property
+    def outcome(self) -> Reply | BotError | None:
+        """The stored answer or error, once completed."""
+        return self.error if self.error is not None else self.reply
 
 
 @dataclass(frozen=True, slots=True)

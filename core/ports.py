@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from core.errors import BotError
 from core.models import (
     AdminPrompt,
     AuditEntry,
@@ -14,10 +17,14 @@ from core.models import (
     CompletionRequest,
     ExternalIdentity,
     LoginLink,
+    Prepared,
+    Reply,
+    SamsarCall,
     StoredUser,
     ThreadRef,
     ThreadSession,
     Turn,
+    TurnRequest,
     TurnStatus,
 )
 
@@ -97,6 +104,17 @@ class SessionRepository(Protocol):
         """Insert or replace the thread's active session."""
         ...
 
+    async def advance(
+        self,
+        thread: ThreadRef,
+        session_id: str,
+        last_response_id: str | None,
+        fingerprint: str | None,
+    ) -> bool:
+        """After a completion: keep its response id and prompt fingerprint, only while the
+        thread is still on `session_id` (a reset meanwhile wins); True when it was."""
+        ...
+
     async def delete(self, thread: ThreadRef) -> bool:
         """Forget the thread's session (reset); True when there was one."""
         ...
@@ -125,26 +143,77 @@ class PromptRepository(Protocol):
 
 
 class TurnLedger(Protocol):
-    """The turn ledger: one row per member action, written before Samsar is called."""
+    """The turn ledger: one row per member action, the source of truth of its life.
 
-    async def begin(self, turn: Turn) -> bool:
-        """Insert the turn; False (and nothing written) when its event_key already exists."""
+    Every write a worker makes names the lease it holds (`owner`) and changes nothing when
+    the lease went to someone else: a worker that lost its turn can never overwrite it.
+    """
+
+    async def record(self, turn: Turn) -> bool:
+        """Insert a received turn; False (and nothing written) when its event_key exists."""
         ...
 
-    async def finish(
+    async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
+        """Lease the oldest turn that has work to do (to run, resume or deliver), or None.
+
+        A turn is claimable when its lease is free or expired, its delivery retry is due,
+        and no earlier open turn of its thread exists: so the turns of a thread run one at a
+        time, in arrival order, and exactly one worker gets each.
+        """
+        ...
+
+    async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
+        """Extend the lease; False when it is no longer `owner`'s."""
+        ...
+
+    async def save_call(self, turn_id: str, owner: str, call: SamsarCall) -> bool:
+        """Keep the completion body fixed before the first Samsar call."""
+        ...
+
+    async def save_posted(self, turn_id: str, posted: str) -> None:
+        """Keep what the adapter has posted so far for this turn."""
+        ...
+
+    async def complete(
         self,
         turn_id: str,
-        status: TurnStatus,
+        owner: str,
+        outcome: Reply | BotError,
         *,
-        latency_ms: int | None = None,
-        credits_charged: float | None = None,
-        error: str | None = None,
+        latency_ms: int | None,
+    ) -> bool:
+        """Store the outcome (status completed); False when the lease was lost."""
+        ...
+
+    async def postpone(
+        self, turn_id: str, owner: str, *, retry_at: datetime, delivery_attempts: int
     ) -> None:
-        """Record the outcome of a turn."""
+        """A delivery failed: free the lease until `retry_at`."""
+        ...
+
+    async def release(self, turn_id: str, owner: str) -> None:
+        """Give the lease up now (shutdown): another worker may resume the turn at once."""
+        ...
+
+    async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
+        """Delivered, or failed (the member was told, or nothing could be posted)."""
         ...
 
     async def get(self, event_key: str) -> Turn | None:
         """The turn of an event key, or None."""
+        ...
+
+    async def load(self, turn_id: str) -> Turn | None:
+        """The turn by id, with its outcome, or None."""
+        ...
+
+    async def first_open_in_thread(self, thread_key: str) -> Turn | None:
+        """The thread's oldest turn not finished yet (who started a conversation that has no
+        answer, so no session, yet), or None."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete delivered and failed turns finished before `before`; how many went."""
         ...
 
 
@@ -157,14 +226,6 @@ class AuditLog(Protocol):
 
     async def recent(self, limit: int = 50) -> list[AuditEntry]:
         """Newest first."""
-        ...
-
-
-class ThreadLocks(Protocol):
-    """A lock per thread that holds across replicas (a no-op beside core's own lock on SQLite)."""
-
-    def hold(self, thread_key: str) -> AbstractAsyncContextManager[None]:
-        """Hold the thread's lock for the duration of the block."""
         ...
 
 
@@ -181,5 +242,54 @@ class Store(Protocol):
     def turns(self) -> TurnLedger: ...
     @property
     def audit(self) -> AuditLog: ...
+
+
+class Posted(Protocol):
+    """What an adapter has posted for a turn so far, kept in the ledger as it changes."""
+
     @property
-    def locks(self) -> ThreadLocks: ...
+    def value(self) -> str:
+        """The adapter's own note ("" before anything was posted)."""
+        ...
+
+    async def save(self, value: str) -> None:
+        """Keep `value`, so a delivery after a restart edits instead of posting again."""
+        ...
+
+
+class Working(Protocol):
+    """The progress a platform shows while Samsar works on a turn."""
+
+    async def slow(self) -> None:
+        """Samsar is slower than the call's timeout: say the answer will come when it does."""
+        ...
+
+
+class TurnChannel(Protocol):
+    """One platform's side of a durable turn: inputs, progress, delivery.
+
+    Any worker may call these for any turn of the platform, in this process or after a
+    restart, so they work from the turn's stored `route` and `posted` alone.
+    """
+
+    async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
+        """The member and the attached images, fetched now; BotError when they cannot be."""
+        ...
+
+    def working(
+        self, turn: Turn, request: TurnRequest, posted: Posted
+    ) -> AbstractAsyncContextManager[Working]:
+        """Show progress while the block runs (a placeholder, typing, a status line); the
+        inputs are prepared and Samsar is called inside it."""
+        ...
+
+    async def deliver(
+        self, turn: Turn, request: TurnRequest, outcome: Reply | BotError, posted: Posted
+    ) -> None:
+        """Post the answer or the error sentence; raise when it could not be posted (the
+        worker tries again later; `Undeliverable` says it never will be)."""
+        ...
+
+    async def give_up(self, turn: Turn, request: TurnRequest, posted: Posted) -> None:
+        """Deliveries failed for good: leave a short note where one can still be posted."""
+        ...

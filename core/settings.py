@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_pool_size: int = Field(10, ge=1)
-    database_lock_connections: int = Field(40, ge=1)
+
+    # Durable turns
+    turn_lease_seconds: float = Field(30.0, ge=1)
+    max_running_turns: int = Field(64, ge=1)
+    samsar_patience: float = Field(900.0, ge=0)
+    delivery_tries: int = Field(10, ge=1)
+    turn_retention_days: float = Field(30.0, gt=0)
 
     # The assistant
     image_tool_on_ask: bool = True

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Table, case, delete, insert, literal, update
+from sqlalchemy import Table, case, delete, func, insert, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,28 +23,51 @@ from core.models import (
     StoredUser,
     ThreadRef,
     ThreadSession,
-    Turn,
-    TurnStatus,
 )
 from storage.tables import (
     AdminPromptRow,
     AuditRow,
     ExternalUserRow,
     ThreadSessionRow,
-    TurnRow,
     UTCDateTime,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
 
-Sessions = async_sessionmaker[AsyncSession]
+
+class Sessions:
+    """Database sessions: `sessions()` to read, `sessions.begin()` for one write transaction.
+
+    SQLite has one writer at a time and makes the others sleep and retry on its file lock;
+    within one process (SQLite serves one) writers instead queue here, in order, at once.
+    """
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], *, one_writer: bool) -> None:
+        self._maker = maker
+        self._writer = asyncio.Lock() if one_writer else None
+
+    def __call__(self) -> AsyncSession:
+        return self._maker()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed at the end of the block."""
+        if self._writer is None:
+            async with self._maker.begin() as session:
+                yield session
+            return
+        async with self._writer, self._maker.begin() as session:
+            yield session
+
+
 _THREAD_COLUMNS = ("platform", "workspace_id", "channel_id", "thread_id")
 
 
 def session_factory(engine: AsyncEngine) -> Sessions:
     """Sessions that keep loaded values usable after commit."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    maker = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    return Sessions(maker, one_writer=engine.dialect.name == "sqlite")
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -109,6 +134,15 @@ def _thread_session(row: ThreadSessionRow) -> ThreadSession:
     )
 
 
+def _thread_match(thread: ThreadRef) -> tuple[ColumnElement[bool], ...]:
+    return (
+        col(ThreadSessionRow.platform) == thread.platform,
+        col(ThreadSessionRow.workspace_id) == thread.workspace_id,
+        col(ThreadSessionRow.channel_id) == thread.channel_id,
+        col(ThreadSessionRow.thread_id) == thread.thread_id,
+    )
+
+
 class SqlSessionRepository(_Repository):
     """Thread → Samsar session mapping."""
 
@@ -144,14 +178,36 @@ class SqlSessionRepository(_Repository):
         async with self._sessions.begin() as db:
             await db.exec(stmt)
 
+    async def advance(
+        self,
+        thread: ThreadRef,
+        session_id: str,
+        last_response_id: str | None,
+        fingerprint: str | None,
+    ) -> bool:
+        """After a completion: remember its response and prompt, only while the thread is still
+        on `session_id` (a reset meanwhile wins); True when it was."""
+        stmt = (
+            update(ThreadSessionRow)
+            .where(
+                *_thread_match(thread),
+                col(ThreadSessionRow.session_id) == session_id,
+            )
+            .values(
+                last_response_id=func.coalesce(
+                    literal(last_response_id), ThreadSessionRow.last_response_id
+                ),
+                prompt_fingerprint=fingerprint,
+                updated_at=utcnow(),
+            )
+        )
+        async with self._sessions.begin() as db:
+            result = await db.exec(stmt)
+        return bool(result.rowcount)
+
     async def delete(self, thread: ThreadRef) -> bool:
         """Forget the thread's session; True when there was one."""
-        stmt = delete(ThreadSessionRow).where(
-            col(ThreadSessionRow.platform) == thread.platform,
-            col(ThreadSessionRow.workspace_id) == thread.workspace_id,
-            col(ThreadSessionRow.channel_id) == thread.channel_id,
-            col(ThreadSessionRow.thread_id) == thread.thread_id,
-        )
+        stmt = delete(ThreadSessionRow).where(*_thread_match(thread))
         async with self._sessions.begin() as session:
             result = await session.exec(stmt)
         return bool(result.rowcount)
@@ -203,61 +259,6 @@ class SqlPromptRepository(_Repository):
         async with self._sessions.begin() as session:
             result = await session.exec(stmt)
         return bool(result.rowcount)
-
-
-class SqlTurnLedger(_Repository):
-    """The turn ledger; the unique `event_key` is what makes redeliveries harmless."""
-
-    async def begin(self, turn: Turn) -> bool:
-        """Insert the turn; False (and nothing written) when its event_key already exists."""
-        values = {**asdict(turn), "status": turn.status.value}
-        values["created_at"] = turn.created_at or utcnow()
-        try:
-            async with self._sessions.begin() as session:
-                await session.exec(insert(TurnRow).values(values))
-        except IntegrityError:
-            # The loser of a race sees the winner's committed row here; anything else (a
-            # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
-            if await self.get(turn.event_key) is None:
-                raise
-            log.debug("duplicate event key", extra={"event_key": turn.event_key})
-            return False
-        return True
-
-    async def finish(
-        self,
-        turn_id: str,
-        status: TurnStatus,
-        *,
-        latency_ms: int | None = None,
-        credits_charged: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Record the outcome of a turn."""
-        stmt = (
-            update(TurnRow)
-            .where(col(TurnRow.turn_id) == turn_id)
-            .values(
-                status=status.value,
-                finished_at=utcnow(),
-                latency_ms=latency_ms,
-                credits_charged=credits_charged,
-                error=error,
-            )
-        )
-        async with self._sessions.begin() as session:
-            result = await session.exec(stmt)
-        if not result.rowcount:
-            log.warning("finish of an unknown turn", extra={"turn_id": turn_id})
-
-    async def get(self, event_key: str) -> Turn | None:
-        """The turn of an event key, or None."""
-        async with self._sessions() as session:
-            result = await session.exec(select(TurnRow).where(col(TurnRow.event_key) == event_key))
-            row = result.first()
-        if row is None:
-            return None
-        return Turn(**row.model_dump(exclude={"status"}), status=TurnStatus(row.status))
 
 
 class SqlAuditLog(_Repository):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Index, Text, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -96,13 +96,18 @@ class AdminPromptRow(SQLModel, table=True):
 
 
 class TurnRow(SQLModel, table=True):
-    """One member action in the turn ledger; `event_key` is unique so redeliveries drop."""
+    """One member action in the turn ledger; `event_key` is unique so redeliveries drop.
+
+    `request`, `call`, `reply` and `error` are JSON written by `storage.turns`; the images of
+    a reply live in `turn_images` until the turn is finished.
+    """
 
     __tablename__ = "turns"
     __table_args__ = (
         UniqueConstraint("event_key", name="uq_turns_event_key"),
         Index("ix_turns_thread_key_created_at", "thread_key", "created_at"),
         Index("ix_turns_user_key_created_at", "user_key", "created_at"),
+        Index("ix_turns_status_created_at", "status", "created_at"),
     )
 
     turn_id: str = Field(primary_key=True)
@@ -117,6 +122,30 @@ class TurnRow(SQLModel, table=True):
     latency_ms: int | None = None
     credits_charged: float | None = None
     error: str | None = Field(default=None, sa_type=Text)
+    request: str | None = Field(default=None, sa_type=Text)
+    route: str = Field(default="", sa_type=Text)
+    posted: str = Field(default="", sa_type=Text)
+    call: str | None = Field(default=None, sa_type=Text)
+    reply: str | None = Field(default=None, sa_type=Text)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    runs: int = 0
+    delivery_attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TurnImageRow(SQLModel, table=True):
+    """A generated image of a completed turn, kept until the turn is delivered."""
+
+    __tablename__ = "turn_images"
+
+    turn_id: str = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    mime: str
+    filename: str
+    revised_prompt: str | None = Field(default=None, sa_type=Text)
+    data: bytes = Field(sa_type=LargeBinary)
 
 
 class AuditRow(SQLModel, table=True):
@@ -140,5 +169,6 @@ ALL_TABLES: tuple[str, ...] = (
     "thread_sessions",
     "admin_prompts",
     "turns",
+    "turn_images",
     "audit_log",
 )

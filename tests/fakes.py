@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from core import errors
+from core.errors import BotError
 from core.models import (
     AdminPrompt,
     AuditEntry,
@@ -21,6 +21,8 @@ from core.models import (
     ExternalIdentity,
     GeneratedImage,
     LoginLink,
+    Reply,
+    SamsarCall,
     StoredUser,
     ThreadRef,
     ThreadSession,
@@ -60,6 +62,25 @@ class MemorySessions:
         self.rows.pop(session.thread, None)
         self.rows[session.thread] = session
 
+    async def advance(
+        self,
+        thread: ThreadRef,
+        session_id: str,
+        last_response_id: str | None,
+        fingerprint: str | None,
+    ) -> bool:
+        session = self.rows.get(thread)
+        if session is None or session.session_id != session_id:
+            return False
+        await self.save(
+            replace(
+                session,
+                last_response_id=last_response_id or session.last_response_id,
+                prompt_fingerprint=fingerprint,
+            )
+        )
+        return True
+
     async def delete(self, thread: ThreadRef) -> bool:
         return self.rows.pop(thread, None) is not None
 
@@ -93,36 +114,139 @@ class MemoryPrompts:
 
 
 class MemoryTurns:
-    """TurnLedger in memory; refuses a second event key like the unique index does."""
+    """TurnLedger in memory, with the SQL ledger's rules: a unique event key, leases that
+    only their owner writes through, one open turn per thread at a time, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.rows: dict[str, Turn] = {}
+        self.now = now
 
-    async def begin(self, turn: Turn) -> bool:
+    async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
             return False
-        self.rows[turn.turn_id] = turn
+        status = TurnStatus.COMPLETED if turn.error is not None else turn.status
+        self.rows[turn.turn_id] = replace(turn, status=status, created_at=self.now())
         return True
 
-    async def finish(
-        self,
-        turn_id: str,
-        status: TurnStatus,
-        *,
-        latency_ms: int | None = None,
-        credits_charged: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        self.rows[turn_id] = dataclasses.replace(
-            self.rows[turn_id],
-            status=status,
-            latency_ms=latency_ms,
-            credits_charged=credits_charged,
-            error=error,
+    def _runnable(self, turn: Turn, platforms: Collection[str], now: datetime) -> bool:
+        if not turn.status.open or turn.platform not in platforms:
+            return False
+        if turn.lease_expires_at is not None and turn.lease_expires_at >= now:
+            return False
+        if turn.next_attempt_at is not None and turn.next_attempt_at > now:
+            return False
+        order = list(self.rows)
+        return not any(
+            other.thread_key == turn.thread_key
+            and other.turn_id != turn.turn_id
+            and other.status.open
+            and (
+                order.index(other.turn_id) < order.index(turn.turn_id)
+                or (other.lease_expires_at is not None and other.lease_expires_at > now)
+            )
+            for other in self.rows.values()
         )
+
+    async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
+        now = self.now()
+        for turn in list(self.rows.values()):
+            if self._runnable(turn, platforms, now):
+                runs = turn.status is not TurnStatus.COMPLETED
+                claimed = replace(
+                    turn,
+                    status=TurnStatus.RUNNING if runs else turn.status,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    runs=turn.runs + (1 if runs else 0),
+                )
+                self.rows[turn.turn_id] = claimed
+                return claimed
+        return None
+
+    def _owned(self, turn_id: str, owner: str) -> Turn | None:
+        turn = self.rows.get(turn_id)
+        if turn is None or turn.lease_owner != owner or not turn.status.open:
+            return None
+        return turn
+
+    async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
+        turn = self._owned(turn_id, owner)
+        if turn is not None:
+            self.rows[turn_id] = replace(turn, lease_expires_at=self.now() + lease)
+        return turn is not None
+
+    async def save_call(self, turn_id: str, owner: str, call: SamsarCall) -> bool:
+        turn = self._owned(turn_id, owner)
+        if turn is not None:
+            self.rows[turn_id] = replace(turn, call=call)
+        return turn is not None
+
+    async def save_posted(self, turn_id: str, posted: str) -> None:
+        self.rows[turn_id] = replace(self.rows[turn_id], posted=posted)
+
+    async def complete(
+        self, turn_id: str, owner: str, outcome: Reply | BotError, *, latency_ms: int | None
+    ) -> bool:
+        turn = self._owned(turn_id, owner)
+        if turn is None or turn.status is TurnStatus.COMPLETED:
+            return False
+        reply = outcome if isinstance(outcome, Reply) else None
+        self.rows[turn_id] = replace(
+            turn,
+            status=TurnStatus.COMPLETED,
+            reply=reply,
+            error=None if reply else outcome,  # type: ignore[arg-type]
+            latency_ms=latency_ms,
+            credits_charged=reply.credits.charged if reply else None,
+            completed_at=self.now(),
+        )
+        return True
+
+    async def postpone(
+        self, turn_id: str, owner: str, *, retry_at: datetime, delivery_attempts: int
+    ) -> None:
+        turn = self._owned(turn_id, owner)
+        if turn is not None:
+            self.rows[turn_id] = replace(
+                turn,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=retry_at,
+                delivery_attempts=delivery_attempts,
+            )
+
+    async def release(self, turn_id: str, owner: str) -> None:
+        turn = self._owned(turn_id, owner)
+        if turn is not None:
+            self.rows[turn_id] = replace(turn, lease_owner=None, lease_expires_at=None)
+
+    async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
+        turn = self.rows[turn_id]
+        if turn.lease_owner == owner:
+            self.rows[turn_id] = replace(
+                turn, status=status, lease_owner=None, lease_expires_at=None, finished_at=self.now()
+            )
 
     async def get(self, event_key: str) -> Turn | None:
         return next((row for row in self.rows.values() if row.event_key == event_key), None)
+
+    async def load(self, turn_id: str) -> Turn | None:
+        return self.rows.get(turn_id)
+
+    async def first_open_in_thread(self, thread_key: str) -> Turn | None:
+        return next(
+            (t for t in self.rows.values() if t.thread_key == thread_key and t.status.open), None
+        )
+
+    async def prune(self, before: datetime) -> int:
+        old = [
+            t.turn_id
+            for t in self.rows.values()
+            if not t.status.open and t.finished_at is not None and t.finished_at < before
+        ]
+        for turn_id in old:
+            del self.rows[turn_id]
+        return len(old)
 
 
 class MemoryAudit:
@@ -138,14 +262,6 @@ class MemoryAudit:
         return list(reversed(self.rows))[:limit]
 
 
-class NoLocks:
-    """ThreadLocks for one process: core's own lock is enough."""
-
-    @asynccontextmanager
-    async def hold(self, thread_key: str) -> AsyncIterator[None]:
-        yield
-
-
 @dataclass
 class MemoryStore:
     """Store in memory."""
@@ -155,7 +271,6 @@ class MemoryStore:
     prompts: MemoryPrompts = field(default_factory=MemoryPrompts)
     turns: MemoryTurns = field(default_factory=MemoryTurns)
     audit: MemoryAudit = field(default_factory=MemoryAudit)
-    locks: NoLocks = field(default_factory=NoLocks)
 
 
 @dataclass
@@ -175,7 +290,9 @@ class FakeSamsar:
         self.calls: list[Call] = []
         self.balances: dict[str, float] = {}
         self.session_owner: dict[str, str] = {}
-        self.fail_next: list[Exception] = []
+        self.fail_next: list[Exception] = []  # the next calls of any route fail
+        self.fail_completions: list[Exception] = []  # the next completions fail
+        self.answered: dict[str, Completion] = {}
         self.gate: asyncio.Event | None = None  # when set, completions wait for it
         self.start_credits = start_credits
         self.cost = cost
@@ -224,6 +341,15 @@ class FakeSamsar:
             await self.gate.wait()
         if self.fail_next:
             raise self.fail_next.pop(0)
+        if self.fail_completions:
+            raise self.fail_completions.pop(0)
+        if idempotency_key in self.answered:  # Samsar replays a key it answered
+            return self.answered[idempotency_key]
+        completion = await self._complete(user, request)
+        self.answered[idempotency_key] = completion
+        return completion
+
+    async def _complete(self, user: ExternalIdentity, request: CompletionRequest) -> Completion:
         owner = self._known(user)
         if request.session_id not in self.session_owner:
             raise errors.NotFound("session not found", status=404)

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from bots import texts
+from bots.console.channel import COMMANDS, ConsoleChannel
 from bots.image_flags import split_image_flags
 from core.conversation.prompts import EffectivePrompt
 from core.conversation.service import ConversationService
 from core.errors import BotError, InputRejected
-from core.models import ChatUser, IncomingMessage, PromptScope, Reply, ThreadRef
+from core.models import ChatUser, ImageChoice, PromptScope, ThreadRef, TurnKind, TurnRequest
 
 T = TypeVar("T")
 WORKSPACE = "console"
-COMMANDS = texts.Commands(buy="/buy", new_chat="/reset", reset="/reset")
 
 
 class ConsoleBot:
@@ -50,6 +50,8 @@ class ConsoleBot:
         self._tty = stdout.isatty()
         # A terminal gets a live counter each second; a pipe a line every few seconds.
         self._progress_every = progress_every or (1.0 if self._tty else 5.0)
+        self._channel = ConsoleChannel(self.say, image_dir)
+        service.worker.attach("console", self._channel)
 
     def say(self, text: str) -> None:
         """Print one block of output."""
@@ -80,7 +82,7 @@ class ConsoleBot:
     async def handle(self, line: str) -> None:
         """Run one line: a message or a command."""
         if not line.startswith("/"):
-            await self._answer(self._service.ask(self._message(line)))
+            await self._turn(line, TurnKind.ASK)
             return
         name, _, rest = line.partition(" ")
         rest = rest.strip()
@@ -99,26 +101,12 @@ class ConsoleBot:
             return
         await handler(rest)
 
-    def _message(self, text: str) -> IncomingMessage:
-        return IncomingMessage(
-            event_key=f"console:{uuid.uuid4().hex}", user=self._user, thread=self._thread, text=text
-        )
-
-    async def _answer(self, call: Awaitable[Reply | None]) -> None:
-        reply = await self._with_progress(call)
-        if reply is None:
-            return
-        if reply.text:
-            self.say(reply.text)
-        self._image_dir.mkdir(parents=True, exist_ok=True)
-        for image in reply.images:
-            path = self._image_dir / image.filename
-            path.write_bytes(image.data)
-            caption = f" — {image.revised_prompt}" if image.revised_prompt else ""
-            self.say(f"[image] {path.resolve()}{caption}")
-        line = texts.credits_line(reply.credits)
-        if line:
-            self.say(f"  ({line})")
+    async def _turn(self, text: str, kind: TurnKind, choice: ImageChoice | None = None) -> None:
+        """Record the turn, then wait (showing the time) until the worker printed its outcome."""
+        request = TurnRequest(user=self._user, thread=self._thread, text=text, kind=kind)
+        turn = await self._service.submit(f"console:{uuid.uuid4().hex}", request, choice=choice)
+        if turn is not None:
+            await self._with_progress(self._channel.expect(turn.turn_id))
 
     async def _with_progress(self, call: Awaitable[T]) -> T:
         """Await `call`, showing elapsed seconds meanwhile so a long call is never a silent wait."""
@@ -142,7 +130,7 @@ class ConsoleBot:
         choice, prompt = split_image_flags(rest)
         if not prompt:
             raise InputRejected(InputRejected.EMPTY)
-        await self._answer(self._service.imagine(self._message(prompt), choice))
+        await self._turn(prompt, TurnKind.IMAGINE, choice)
 
     async def _reset(self, _: str) -> None:
         await self._service.reset(self._user, self._thread)

@@ -37,7 +37,7 @@ async def post_answer(
     thread = None
     rest: Target = target
     if pending is not None:
-        thread = await _open_thread(service, head, pending, title)
+        thread = await open_thread(service, head, pending, title)
         if thread is None:
             messages.append(Outgoing(texts.NO_THREAD))
         else:
@@ -55,8 +55,11 @@ def thread_name(prompt: str) -> str:
     return flat if len(flat) <= THREAD_NAME_CHARS else flat[: THREAD_NAME_CHARS - 1] + "…"
 
 
-async def _open_thread(
-    service: ConversationService, head: discord.Message, pending: ThreadRef, title: str
+async def open_thread(
+    service: ConversationService,
+    head: discord.Message | discord.PartialMessage,
+    pending: ThreadRef,
+    title: str,
 ) -> discord.Thread | None:
     """Open a thread from `head`, the session already moved in so no early message is missed."""
     # A thread started from a message takes the message's id, so the session can move first.

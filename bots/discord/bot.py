@@ -17,7 +17,8 @@ from bots.discord.cogs.admin import AdminCog
 from bots.discord.cogs.chat import ChatCog
 from bots.discord.cogs.imagine import ImagineCog
 from bots.discord.cogs.messages import MessagesCog
-from bots.discord.translate import Interaction
+from bots.discord.translate import PLATFORM, Interaction
+from bots.discord.turns import DiscordTurns
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.settings import Settings
@@ -76,9 +77,7 @@ class SamsarDiscordBot(commands.Bot):
         """Add the cogs and sync the commands: to DISCORD_GUILD_IDS at once, else globally."""
         await self.add_cog(ChatCog(self.service, self.settings, self.turns))
         await self.add_cog(MessagesCog(self, self.service, self.settings, self.turns))
-        await self.add_cog(
-            ImagineCog(self.service, self.settings, self.turns, status_every=self.status_every)
-        )
+        await self.add_cog(ImagineCog(self.service, self.settings, self.turns))
         await self.add_cog(AccountCog(self.service))
         await self.add_cog(AdminCog(self.service))
         guild_ids = self.settings.discord_guild_ids
@@ -90,6 +89,10 @@ class SamsarDiscordBot(commands.Bot):
         if not guild_ids:
             synced = await self.tree.sync()
             log.info("commands synced globally", extra={"count": len(synced)})
+        # From here on this process answers Discord turns, its own and any left unfinished.
+        self.service.worker.attach(
+            PLATFORM, DiscordTurns(self, self.service, status_every=self.status_every)
+        )
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: the messages cog handles what members write."""

@@ -16,6 +16,10 @@ NOTHING_TO_RESET = "There's no conversation here to reset. Start one with `/chat
 RESET_DONE = "Done: your next message here starts a fresh conversation."
 RESET_NONE = "There was no conversation to reset here; your next message starts one."
 THREAD_FALLBACK_NAME = "Samsar chat"
+SLOW = (
+    "Samsar is taking longer than usual. I'll post the answer here as soon as it arrives "
+    "(you're only charged once)."
+)
 UNEXPECTED = texts.UNEXPECTED
 PERSONA_SET = "Your persona is set; it applies to your next messages."
 PERSONA_CLEARED = "Your persona is cleared."
@@ -29,6 +33,14 @@ PROMPT_SET = "The {scope} prompt is set; it reaches each conversation's next tur
 def generating(seconds: int) -> str:
     """The status of an image generation that is still running."""
     return f"🎨 Generating your image… {seconds} s"
+
+
+def undeliverable(mention: str) -> str:
+    """The note left when an answer could not be posted after every try."""
+    return (
+        f"{mention} I couldn't post your answer here after several tries. "
+        "Please ask again in a moment."
+    )
 
 
 def late_answer(mention: str) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 
 import discord
 
+from bots.discord.routes import Attachment, InteractionToken
 from core.errors import InputRejected
-from core.models import ChatUser, InputImage, ThreadRef
+from core.models import ChatUser, ThreadRef
 from core.settings import Settings
-
-log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[discord.Client]
 PLATFORM = "discord"
@@ -88,10 +86,12 @@ def without_mention(content: str, bot_id: int) -> str:
     return re.sub(rf"<@!?{bot_id}>", "", content).strip()
 
 
-async def input_images(
+def image_attachments(
     attachments: Sequence[discord.Attachment], settings: Settings, *, strict: bool
-) -> tuple[InputImage, ...]:
-    """Fetch image attachments; non-images are refused when `strict`, else skipped."""
+) -> list[Attachment]:
+    """The image attachments to fetch when the turn runs, checked against the limits by what
+    Discord declares (nothing is downloaded here); non-images are refused when `strict`,
+    else skipped."""
     wanted = []
     for item in attachments:
         mime = (item.content_type or "").split(";")[0].strip()
@@ -105,15 +105,13 @@ async def input_images(
                 limit=settings.max_input_image_bytes,
                 detail=item.filename,
             )
-        wanted.append((item, mime))
+        wanted.append(Attachment(item.url, item.filename, mime, item.size))
     if len(wanted) > settings.max_input_images:
         raise InputRejected(InputRejected.TOO_MANY_IMAGES, limit=settings.max_input_images)
-    images = []
-    for item, mime in wanted:
-        try:
-            data = await item.read()
-        except discord.HTTPException as exc:
-            log.warning("attachment fetch failed", extra={"status": exc.status})
-            raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=item.filename) from exc
-        images.append(InputImage(data, mime, item.filename))
-    return tuple(images)
+    return wanted
+
+
+def interaction_token(interaction: Interaction) -> InteractionToken:
+    """The deferred interaction's token, to answer through it from any process."""
+    created = interaction.created_at.timestamp()
+    return InteractionToken.fresh(interaction.application_id, interaction.token, created)

@@ -27,6 +27,7 @@ from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
 from bots.slack.members import Members
 from bots.slack.progress import Place
+from bots.slack.render import Renderer
 from bots.slack.tasks import Background, RecentKeys
 from bots.slack.translate import (
     command_key,
@@ -35,6 +36,7 @@ from bots.slack.translate import (
     message_origin,
     without_mention,
 )
+from bots.slack.turns import SlackTurns
 from core.conversation.service import ConversationService
 from core.settings import Settings
 
@@ -92,16 +94,20 @@ class SlackBot:
             origins=options.file_origins,
             timeout=options.file_timeout,
         )
-        self.conversations = Conversations(
-            service, client, members, files, progress_every=options.progress_every
+        renderer = Renderer(client)
+        self.conversations = Conversations(service, renderer, max_files=settings.max_input_images)
+        self.turns = SlackTurns(
+            client, members, files, renderer, progress_every=options.progress_every
         )
         self._commands = SlashCommands(service, self.conversations, members, client)
         self._home = AppHome(service, members, client)
         secret = settings.slack_signing_secret
+        # Listeners run before the acknowledgement: a member's message is recorded as a turn
+        # first, so an acknowledged event is never lost, whatever happens to this process.
         self.app = AsyncApp(
             client=client,
             signing_secret=secret.get_secret_value() if secret else "",
-            process_before_response=False,
+            process_before_response=True,
             logger=_bolt_logger(),
         )
         self.app.event("app_mention")(self._on_mention)
@@ -110,9 +116,11 @@ class SlackBot:
         self.app.event("assistant_thread_started")(self._on_assistant_thread)
         self.app.event("assistant_thread_context_changed")(self._ignore)
         self.app.command("/samsar")(self._on_command)
+        service.worker.attach("slack", self.turns)
 
     def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
-        """Run `work` after the ack, unless this process already started the same event."""
+        """Run `work` after the ack (work that records no turn: App Home, greetings, account
+        commands), unless this process already started the same event."""
         retry = request.headers.get("x-slack-retry-num", ["0"])[0]
         if not self._recent.first_time(key):
             log.info("redelivery skipped", extra={"event_key": key, "retry_num": retry})
@@ -128,7 +136,7 @@ class SlackBot:
         origin = message_origin(body, event)
         text = without_mention(str(event.get("text") or ""), context.bot_user_id)
         files = list(event.get("files") or [])
-        self._start(origin.key, request, lambda: self.conversations.converse(origin, text, files))
+        await self.conversations.converse(origin, text, files)
 
     async def _on_message(
         self, body: Body, context: AsyncBoltContext, request: AsyncBoltRequest
@@ -144,11 +152,7 @@ class SlackBot:
         files = list(event.get("files") or [])
         text = without_mention(text, context.bot_user_id)
         # In channels only threads that are already bot conversations are followed.
-        self._start(
-            origin.key,
-            request,
-            lambda: self.conversations.converse(origin, text, files, only_existing=not direct),
-        )
+        await self.conversations.converse(origin, text, files, only_existing=not direct)
 
     async def _on_home(self, body: Body) -> None:
         event = body.get("event") or {}
@@ -178,11 +182,16 @@ class SlackBot:
         self, ack: AsyncAck, body: Body, respond: AsyncRespond, request: AsyncBoltRequest
     ) -> None:
         key = command_key(str(body.get("trigger_id") or ""))
-        self._start(key, request, lambda: self._commands.run(body, respond))
+        if self._commands.starts_turn(body):
+            # The thread's root is posted and the turn recorded before the ack.
+            await self._commands.run(body, respond)
+        else:
+            self._start(key, request, lambda: self._commands.run(body, respond))
         await ack()
 
     async def close(self, grace: float = 10.0) -> None:
-        """Let running turns finish (they are billed already) for `grace` seconds, then stop."""
+        """Let the work after acks (App Home, greetings, account commands) finish for `grace`
+        seconds, then stop it. Turns are the worker's: recorded, they outlive this."""
         try:
             async with asyncio.timeout(grace):
                 await self.tasks.drain()

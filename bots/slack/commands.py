@@ -55,6 +55,11 @@ class SlashCommands:
             "help": self._help,
         }
 
+    def starts_turn(self, payload: Payload) -> bool:
+        """Whether the subcommand records a turn (ask, imagine)."""
+        name = str(payload.get("text") or "").strip().partition(" ")[0].lower()
+        return name in ("ask", "imagine")
+
     async def run(self, payload: Payload, respond: AsyncRespond) -> None:
         """Dispatch the subcommand; every refusal or failure is a private sentence."""
         name, _, rest = str(payload.get("text") or "").strip().partition(" ")

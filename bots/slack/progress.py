@@ -44,7 +44,8 @@ class Place:
 class Progress:
     """`async with Progress(...) as progress:` shows work in the thread while the block runs.
 
-    A `quiet` one shows nothing: for an event another replica is already answering.
+    A placeholder posted before (by an earlier try of the same turn) is reused, not posted
+    again; `placeholder_ts` is the one to replace with the answer.
     """
 
     def __init__(
@@ -54,37 +55,27 @@ class Progress:
         *,
         drawing: bool,
         every: float = 3.0,
-        quiet: bool = False,
+        placeholder_ts: str | None = None,
     ) -> None:
         self._client = client
         self._place = place
         self._drawing = drawing
         self._every = every
-        self.quiet = quiet
         self._ticker: asyncio.Task[None] | None = None
-        self.placeholder_ts: str | None = None
-        self.showing = False  # a placeholder or status line is up and nothing replaced it yet
-
-    def take_placeholder(self) -> str | None:
-        """The placeholder's ts, for the message that takes its place; progress is over."""
-        ts, self.placeholder_ts, self.showing = self.placeholder_ts, None, False
-        return ts
+        self.placeholder_ts = placeholder_ts
 
     async def __aenter__(self) -> Progress:
-        if self.quiet:
-            return self
         started = time.monotonic()
         try:
             if self._place.assistant:
                 await self._status(texts.STATUS_THINKING)
-            else:
+            elif self.placeholder_ts is None:
                 response = await self._client.chat_postMessage(
                     channel=self._place.channel,
                     thread_ts=self._place.thread_ts,
                     text=texts.THINKING,
                 )
                 self.placeholder_ts = response.get("ts")
-            self.showing = True
         except WEB_API_ERRORS as exc:
             # The answer is still posted when it comes; only the progress is lost.
             log.warning("progress not shown", extra={"error": error_code(exc)})
@@ -122,16 +113,3 @@ class Progress:
         await self._client.assistant_threads_setStatus(
             channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=status
         )
-
-    async def clear(self) -> None:
-        """Take the progress away when there is nothing to say (a duplicate delivery)."""
-        if not self.showing:
-            return
-        placeholder = self.take_placeholder()
-        try:
-            if self._place.assistant:
-                await self._status("")
-            elif placeholder is not None:
-                await self._client.chat_delete(channel=self._place.channel, ts=placeholder)
-        except WEB_API_ERRORS as exc:
-            log.info("progress not cleared", extra={"error": error_code(exc)})

@@ -1,14 +1,16 @@
 """Posting into a thread: the answer's pieces in order, its images, its credits line, errors.
 
-Retries of a failed post (429 after `Retry-After`, dropped connections) belong to the Web
-API client's retry handlers; nothing here ever runs the turn again. Every post goes out with
-`parse=none`, no `link_names` and no unfurling: the text is shown as written, never turned
-into mentions, and links from the model are not fetched by Slack.
+Retries of a failed post (429 after `Retry-After`, dropped connections) belong first to the
+Web API client's retry handlers, then to the turn worker, which delivers again later from
+where `Sent` says the last try stopped; nothing here ever runs the turn again. Every post
+goes out with `parse=none`, no `link_names` and no unfurling: the text is shown as written,
+never turned into mentions, and links from the model are not fetched by Slack.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -18,6 +20,7 @@ from bots import texts as shared_texts
 from bots.slack import texts
 from bots.slack.mrkdwn import escape, split_mrkdwn, to_mrkdwn
 from bots.slack.progress import WEB_API_ERRORS, Place, error_code
+from bots.slack.routes import Sent
 from core.models import Reply, ReplyImage
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,11 @@ class Renderer:
     def __init__(self, client: AsyncWebClient) -> None:
         self._client = client
 
-    async def answer(self, place: Place, reply: Reply, placeholder_ts: str | None) -> None:
-        """The reply's text in pieces (the first replaces the placeholder), then its images.
+    async def answer(
+        self, place: Place, reply: Reply, sent: Sent, save: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The reply's text in pieces (the first replaces the placeholder), then its images,
+        going on from what `sent` says is posted already (and noting each post through `save`).
         An answer with neither text nor images says so rather than leave the placeholder."""
         pieces = split_mrkdwn(to_mrkdwn(reply.text))
         if not pieces and not reply.images:
@@ -54,13 +60,21 @@ class Renderer:
         elif credits:
             messages.append((credits, [context(credits)]))
         for index, (fallback, blocks) in enumerate(messages):
-            await self._post(
-                place, fallback, blocks, replace=placeholder_ts if index == 0 else None
-            )
-        if not messages and placeholder_ts is not None:
-            await self._delete(place, placeholder_ts)  # images alone: they are the answer
-        for image in reply.images:
+            if index < sent.pieces:
+                continue
+            await self._post(place, fallback, blocks, replace=sent.placeholder)
+            sent.placeholder, sent.pieces = None, sent.pieces + 1
+            await save()
+        if sent.placeholder is not None:  # images alone: they are the answer
+            await self.delete(place, sent.placeholder)
+            sent.placeholder = None
+            await save()
+        for index, image in enumerate(reply.images):
+            if index < sent.images:
+                continue
             await self._upload(place, image)
+            sent.images += 1
+            await save()
         log.info(
             "answer posted",
             extra={"channel": place.channel, "pieces": len(messages), "images": len(reply.images)},
@@ -68,43 +82,41 @@ class Renderer:
 
     async def say(self, place: Place, sentence: str, *, replace: str | None = None) -> None:
         """Post a plain sentence (escaped: shown as written) in the thread, or put it in place
-        of the placeholder `replace`."""
+        of the placeholder `replace`; raises when Slack cannot be reached."""
         await self._post(place, escape(sentence), None, replace=replace)
 
     async def _post(
         self, place: Place, text: str, blocks: list[Block] | None, *, replace: str | None
     ) -> None:
-        """Post mrkdwn in the thread, or update the placeholder `replace`; a post that cannot
-        be made after the client's retries is logged, never re-run as a turn."""
-        try:
-            if replace is not None:
-                try:
-                    await self._client.chat_update(
-                        channel=place.channel,
-                        ts=replace,
-                        text=text,
-                        blocks=blocks,
-                        parse="none",
-                        link_names=False,
-                    )
-                    return
-                except SlackApiError as exc:
-                    # Someone deleted the placeholder: the answer becomes a new message.
-                    log.info("placeholder not updated", extra={"error": exc.response.get("error")})
-            await self._client.chat_postMessage(
-                channel=place.channel,
-                thread_ts=place.thread_ts,
-                text=text,
-                blocks=blocks,
-                parse="none",
-                link_names=False,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except WEB_API_ERRORS as exc:
-            log.error("post failed", extra={"channel": place.channel, "error": error_code(exc)})
+        """Post mrkdwn in the thread, or update the placeholder `replace`. Retries of a post
+        (429, dropped connections, 5xx) are the client's; what fails after them raises."""
+        if replace is not None:
+            try:
+                await self._client.chat_update(
+                    channel=place.channel,
+                    ts=replace,
+                    text=text,
+                    blocks=blocks,
+                    parse="none",
+                    link_names=False,
+                )
+                return
+            except SlackApiError as exc:
+                # Someone deleted the placeholder: the answer becomes a new message.
+                log.info("placeholder not updated", extra={"error": exc.response.get("error")})
+        await self._client.chat_postMessage(
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            text=text,
+            blocks=blocks,
+            parse="none",
+            link_names=False,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
 
-    async def _delete(self, place: Place, ts: str) -> None:
+    async def delete(self, place: Place, ts: str) -> None:
+        """Take a message away (a placeholder); a failure only logs."""
         try:
             await self._client.chat_delete(channel=place.channel, ts=ts)
         except WEB_API_ERRORS as exc:
@@ -127,17 +139,11 @@ class Renderer:
 
     async def _upload(self, place: Place, image: ReplyImage) -> None:
         title = image.revised_prompt or image.filename
-        try:
-            await self._client.files_upload_v2(
-                channel=place.channel,
-                thread_ts=place.thread_ts,
-                file=image.data,
-                filename=image.filename,
-                title=title[:250],
-                alt_txt=title[:1000],
-            )
-        except WEB_API_ERRORS as exc:
-            log.error(
-                "image upload failed", extra={"channel": place.channel, "error": error_code(exc)}
-            )
-            await self.say(place, texts.image_failed(image.filename))
+        await self._client.files_upload_v2(
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            file=image.data,
+            filename=image.filename,
+            title=title[:250],
+            alt_txt=title[:1000],
+        )

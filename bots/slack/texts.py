@@ -65,7 +65,13 @@ RESET_NOTHING = (
 )
 GREETING = "Hi! Ask me anything, or ask for an image. Each thread is its own conversation."
 NOTHING_SAID = "The assistant had nothing to say to that. Try rephrasing?"
-RESTARTED = "I was restarted before I could answer — please send it again."
+SLOW = (
+    "_Samsar is taking longer than usual. I'll post the answer here as soon as it arrives "
+    "(you're only charged once)._"
+)
+UNDELIVERABLE = (
+    "I couldn't post your answer here after several tries. Please ask again in a moment."
+)
 
 
 def prompt_set(scope: PromptScope) -> str:

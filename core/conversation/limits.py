@@ -24,6 +24,14 @@ class InputLimits:
     max_image_bytes: int = 8 * 1024 * 1024
 
 
+def check_text(text: str, has_attachments: bool, limits: InputLimits) -> None:
+    """At intake, before any file is fetched: not empty, not too long."""
+    if not text.strip() and not has_attachments:
+        raise InputRejected(InputRejected.EMPTY)
+    if len(text) > limits.max_chars:
+        raise InputRejected(InputRejected.TOO_LONG, limit=limits.max_chars)
+
+
 def check_message(text: str, images: tuple[InputImage, ...], limits: InputLimits) -> None:
     """Raise InputRejected when the message is empty or breaks a limit."""
     if not text.strip() and not images:

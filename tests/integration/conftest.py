@@ -7,7 +7,6 @@ PostgreSQL test gets a schema of its own (search_path), so runs never see each o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -22,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from storage.engine import create_engine
-from storage.locks import advisory_key
 from storage.store import SqlStore, open_store
 
 PG_URL = os.environ.get("TEST_DATABASE_URL") or None
@@ -98,24 +96,3 @@ async def pg_store(pg_database: Database) -> AsyncIterator[SqlStore]:
     """A migrated store on PostgreSQL."""
     async with open_store(pg_database.url, connect_args=pg_database.connect_args) as opened:
         yield opened
-
-
-async def lock_waiters(
-    engine: AsyncEngine, thread_key: str, *, expected: int | None = None, granted: bool = False
-) -> int:
-    """Sessions waiting for (or holding) a thread's advisory lock; polls until `expected`."""
-    key = advisory_key(thread_key) & 0xFFFF_FFFF_FFFF_FFFF
-    # pg_locks splits a bigint advisory key into classid (high half) and objid (low half).
-    query = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid::bigint = :high AND objid::bigint = :low AND granted = :granted"
-    )
-    params = {"high": key >> 32, "low": key & 0xFFFF_FFFF, "granted": granted}
-    async with asyncio.timeout(10):
-        while True:
-            async with engine.connect() as conn:
-                count = int((await conn.execute(query, params)).scalar_one())
-            if expected is None or count == expected:
-                return count
-            await asyncio.sleep(0.02)  # polling the server's lock table, not guessing a delay

@@ -22,6 +22,7 @@ from sandbox.app import RunningSandbox, running_sandbox
 from sandbox.state import SandboxConfig
 from storage.store import SqlStore, open_store
 from tests.integration.conftest import Database, needs_postgres
+from tests.turns import RecordingChannel, TurnDriver, driving
 
 ALICE = ChatUser("discord", "1001", workspace_id="G1", display_name="Alice")
 BOB = ChatUser("discord", "1002", workspace_id="G1", display_name="Bob")
@@ -40,7 +41,7 @@ def msg(
 
 @dataclass
 class Stack:
-    service: ConversationService
+    service: TurnDriver
     sandbox: RunningSandbox
     store: SqlStore
 
@@ -67,7 +68,9 @@ async def stack(database: Database) -> AsyncIterator[Stack]:
             retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05),
         ) as client,
     ):
-        yield Stack(ConversationService(client, store, ConversationConfig()), sandbox, store)
+        service = ConversationService(client, store, ConversationConfig())
+        async with driving(service) as driver:
+            yield Stack(driver, sandbox, store)
 
 
 async def test_a_thread_is_one_session_bootstrapped_once(stack: Stack) -> None:
@@ -179,7 +182,7 @@ async def test_samsar_down_is_an_upstream_error_after_retries(stack: Stack) -> N
     with pytest.raises(errors.UpstreamError):
         await stack.service.ask(msg("anyone?", "e1"))
     turn = await stack.store.turns.get("e1")
-    assert turn is not None and turn.error == "UpstreamError"
+    assert turn is not None and isinstance(turn.error, errors.UpstreamError)
 
 
 async def test_two_replicas_on_one_database_bill_one_event_once(
@@ -190,12 +193,13 @@ async def test_two_replicas_on_one_database_bill_one_event_once(
         open_store(database.url, connect_args=database.connect_args) as other_store,
         SamsarClient(stack.sandbox.api_key, stack.sandbox.base_url) as other_client,
     ):
-        replica = ConversationService(other_client, other_store, ConversationConfig())
+        other = ConversationService(other_client, other_store, ConversationConfig())
         # The sandbox answers slowly, so both replicas hold the event at the same time.
         stack.sandbox.state.inject("assistant/completion", delay=0.3)
-        results = await asyncio.gather(
-            stack.service.ask(msg("once", "shared")), replica.ask(msg("once", "shared"))
-        )
+        async with driving(other, channel=stack.service.channel) as replica:
+            results = await asyncio.gather(
+                stack.service.ask(msg("once", "shared")), replica.ask(msg("once", "shared"))
+            )
     assert sorted(r is None for r in results) == [False, True]
     assert stack.completions() == 1
     assert stack.sandbox.state.charged_total("discord", ALICE.key) == 1
@@ -203,21 +207,20 @@ async def test_two_replicas_on_one_database_bill_one_event_once(
 
 @needs_postgres
 async def test_replicas_take_turns_in_one_thread_through_postgres(pg_database: Database) -> None:
-    """Two replicas get the first two messages of a new thread at once: the advisory lock
-    makes the second wait, so both land in one session instead of racing to create two."""
+    """Two replicas record the first two messages of a new thread at once: the ledger lets
+    one turn of the thread run at a time, in order, whichever replica runs it, so both land
+    in one session instead of racing to create two."""
+    channel = RecordingChannel()
     async with (
         running_sandbox() as sandbox,
         open_store(pg_database.url, connect_args=pg_database.connect_args) as store_a,
         open_store(pg_database.url, connect_args=pg_database.connect_args) as store_b,
         SamsarClient(sandbox.api_key, sandbox.base_url) as client,
+        driving(ConversationService(client, store_a, ConversationConfig()), channel=channel) as a,
+        driving(ConversationService(client, store_b, ConversationConfig()), channel=channel) as b,
     ):
-        replicas = [
-            ConversationService(client, store, ConversationConfig()) for store in (store_a, store_b)
-        ]
         sandbox.state.inject("assistant/completion", delay=0.3, times=2)
-        first, second = await asyncio.gather(
-            replicas[0].ask(msg("a", "r1")), replicas[1].ask(msg("b", "r2"))
-        )
+        first, second = await asyncio.gather(a.ask(msg("a", "r1")), b.ask(msg("b", "r2")))
         assert first is not None and second is not None
         assert first.session_id == second.session_id
         assert len(sandbox.state.calls_to("utils/assistant_session")) == 1

@@ -1,4 +1,5 @@
-"""The SQL store on real databases: migrations, every repository, dedupe and thread locks."""
+"""The SQL store on real databases: migrations and every repository (the turn ledger has its
+own module)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel, col
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
 
 from core.models import (
     AdminPrompt,
@@ -23,13 +23,11 @@ from core.models import (
     ThreadRef,
     ThreadSession,
     Turn,
-    TurnStatus,
 )
-from storage.engine import MIGRATIONS_DIR, create_engine, default_database_url, upgrade
-from storage.locks import LocalThreadLocks, PostgresThreadLocks
+from storage.engine import MIGRATIONS_DIR, default_database_url, upgrade
 from storage.store import SqlStore, open_store
-from storage.tables import ALL_TABLES, TurnRow
-from tests.integration.conftest import Database, lock_waiters, needs_postgres
+from storage.tables import ALL_TABLES
+from tests.integration.conftest import Database
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 THREAD = ThreadRef("slack", "T1", "C1", "1700000000.0001")
@@ -66,10 +64,12 @@ async def test_migrations_apply_twice_and_create_every_table(database: Database)
     finally:
         await engine.dispose()
     assert {*ALL_TABLES, "alembic_version"} <= names
-    assert version == [("0001",)]
-    assert {"ix_turns_thread_key_created_at", "ix_turns_user_key_created_at"} <= {
-        index["name"] for index in indexes
-    }
+    assert version == [("0002",)]
+    assert {
+        "ix_turns_thread_key_created_at",
+        "ix_turns_user_key_created_at",
+        "ix_turns_status_created_at",
+    } <= {index["name"] for index in indexes}
     assert diff == []
 
 
@@ -101,7 +101,7 @@ async def test_default_url_lands_under_the_data_dir(
     assert Path(url.removeprefix("sqlite+aiosqlite:///")).parent == tmp_path / "nested" / "data"
     monkeypatch.chdir(tmp_path)
     async with open_store(None) as store:
-        assert isinstance(store.locks, LocalThreadLocks)
+        assert store.engine.dialect.name == "sqlite"
     assert list((tmp_path / "data").glob("*.db"))
 
 
@@ -180,47 +180,6 @@ async def test_prompts_per_scope(store: SqlStore) -> None:
     assert await store.prompts.get("discord", "G1", "C7") == channel
 
 
-async def test_turn_ledger_round_trip_dedupe_and_finish(store: SqlStore) -> None:
-    full = Turn(
-        "t1", "ev1", "slack", THREAD.key, U1, "imagine", TurnStatus.DONE, T0, T0, 5, 1.5, "x"
-    )
-    assert await store.turns.begin(full) is True
-    assert await store.turns.get("ev1") == full
-    assert await store.turns.begin(_turn("ev1", "t2")) is False
-    assert await store.turns.get("ev1") == full  # nothing of the duplicate was written
-    assert await store.turns.begin(_turn("ev2", "t3")) is True
-    pending = await store.turns.get("ev2")
-    assert pending is not None and pending.status is TurnStatus.PENDING
-    assert _is_utc(pending.created_at) and pending.finished_at is None
-    await store.turns.finish(
-        "t3", TurnStatus.FAILED, latency_ms=1234, credits_charged=0.25, error="Boom"
-    )
-    done = await store.turns.get("ev2")
-    assert done is not None and done.status is TurnStatus.FAILED
-    assert (done.latency_ms, done.credits_charged, done.error) == (1234, 0.25, "Boom")
-    assert _is_utc(done.finished_at)
-    await store.turns.finish("t3", TurnStatus.DONE)
-    again = await store.turns.get("ev2")
-    assert again is not None and again.status is TurnStatus.DONE and again.error is None
-    assert await store.turns.get("ev-missing") is None
-
-
-async def test_turn_ledger_clashing_turn_id_is_not_a_duplicate(store: SqlStore) -> None:
-    assert await store.turns.begin(_turn("ev1", "same")) is True
-    with pytest.raises(IntegrityError):
-        await store.turns.begin(_turn("ev2", "same"))
-
-
-async def test_turn_ledger_concurrent_begins_of_one_event(store: SqlStore) -> None:
-    results = await asyncio.gather(*(store.turns.begin(_turn("ev-race")) for _ in range(20)))
-    assert sorted(results) == [False] * 19 + [True]
-    async with store.engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count()).select_from(TurnRow).where(col(TurnRow.event_key) == "ev-race")
-        )
-    assert count == 1
-
-
 async def test_audit_recent_newest_first(store: SqlStore) -> None:
     for n in range(5):
         await store.audit.record(
@@ -236,118 +195,3 @@ async def test_audit_recent_newest_first(store: SqlStore) -> None:
     )
     assert all(_is_utc(entry.created_at) for entry in recent)
     assert len(await store.audit.recent()) == 6
-
-
-@needs_postgres
-async def test_postgres_locks_serialize_one_key(pg_store: SqlStore) -> None:
-    assert isinstance(pg_store.locks, PostgresThreadLocks)
-    key, order = f"thread-{uuid.uuid4().hex}", []
-    a_in, release_a, b_in = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def first() -> None:
-        async with pg_store.locks.hold(key):
-            order.append("a in")
-            a_in.set()
-            await release_a.wait()
-            order.append("a out")
-
-    async def second() -> None:
-        async with pg_store.locks.hold(key):
-            order.append("b in")
-            b_in.set()
-
-    task_a = asyncio.create_task(first())
-    await a_in.wait()
-    task_b = asyncio.create_task(second())
-    await lock_waiters(pg_store.engine, key, expected=1)  # B is parked in the server
-    assert not b_in.is_set()
-    release_a.set()
-    await asyncio.wait_for(asyncio.gather(task_a, task_b), 10)
-    assert order == ["a in", "a out", "b in"]
-
-
-@needs_postgres
-async def test_postgres_locks_let_other_keys_run(pg_store: SqlStore) -> None:
-    a_in, release_a = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with pg_store.locks.hold(f"thread-{uuid.uuid4().hex}"):
-            a_in.set()
-            await release_a.wait()
-
-    task = asyncio.create_task(holder())
-    await a_in.wait()
-    async with asyncio.timeout(10), pg_store.locks.hold(f"thread-{uuid.uuid4().hex}"):
-        assert not task.done()  # entered while the other key is still held
-    release_a.set()
-    await task
-
-
-@needs_postgres
-async def test_postgres_locks_released_on_cancel_and_error(pg_store: SqlStore) -> None:
-    key = f"thread-{uuid.uuid4().hex}"
-    inside, waiting_entered = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with pg_store.locks.hold(key):
-            inside.set()
-            await asyncio.Event().wait()  # until cancelled
-
-    async def waiter() -> None:
-        async with pg_store.locks.hold(key):
-            waiting_entered.set()
-
-    held = asyncio.create_task(holder())
-    await inside.wait()
-    parked = asyncio.create_task(waiter())
-    await lock_waiters(pg_store.engine, key, expected=1)
-    parked.cancel()  # cancelled while waiting: must not leave a lock behind
-    held.cancel()  # cancelled inside the block: must unlock
-    for task in (held, parked):
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert not waiting_entered.is_set()
-    with pytest.raises(RuntimeError):
-        async with asyncio.timeout(10), pg_store.locks.hold(key):
-            raise RuntimeError("boom")
-    async with asyncio.timeout(10), pg_store.locks.hold(key):
-        pass
-    assert await lock_waiters(pg_store.engine, key, granted=True) == 0
-
-
-@needs_postgres
-async def test_postgres_locks_queue_beyond_their_connections(pg_database: Database) -> None:
-    """More turns than lock connections wait in line instead of failing on the pool."""
-    engine = create_engine(
-        pg_database.url,
-        connect_args=pg_database.connect_args,
-        pool_size=2,
-        max_overflow=0,
-        pool_timeout=0.2,
-    )
-    locks = PostgresThreadLocks(engine, max_held=2)
-    holding, most = 0, 0
-    release = asyncio.Event()
-    two_in = asyncio.Event()
-
-    async def turn(n: int) -> None:
-        nonlocal holding, most
-        async with locks.hold(f"thread-{n}"):
-            holding += 1
-            most = max(most, holding)
-            if holding == 2:
-                two_in.set()
-            await release.wait()
-            holding -= 1
-
-    try:
-        tasks = [asyncio.create_task(turn(n)) for n in range(6)]
-        async with asyncio.timeout(10):
-            await two_in.wait()
-            # Hold both connections longer than the pool would let a turn wait for one.
-            await asyncio.sleep(0.5)
-            release.set()
-            await asyncio.gather(*tasks)
-    finally:
-        await engine.dispose()
-    assert most == 2

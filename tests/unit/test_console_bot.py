@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bots.console.bot import ConsoleBot
@@ -11,7 +13,10 @@ from core.conversation.service import ConversationConfig, ConversationService
 from tests.fakes import FakeSamsar, MemoryStore
 
 
-def make_bot(tmp_path: Path, samsar: FakeSamsar, lines: str) -> tuple[ConsoleBot, io.StringIO]:
+@contextlib.asynccontextmanager
+async def make_bot(
+    tmp_path: Path, samsar: FakeSamsar, lines: str
+) -> AsyncIterator[tuple[ConsoleBot, io.StringIO]]:
     service = ConversationService(samsar, MemoryStore(), ConversationConfig())
     out = io.StringIO()
     bot = ConsoleBot(
@@ -22,40 +27,44 @@ def make_bot(tmp_path: Path, samsar: FakeSamsar, lines: str) -> tuple[ConsoleBot
         stdout=out,
         progress_every=0.01,
     )
-    return bot, out
+    async with service.worker.serving():
+        yield bot, out
 
 
 async def test_a_long_call_shows_elapsed_time_until_the_answer(tmp_path: Path) -> None:
     samsar = FakeSamsar()
     samsar.gate = asyncio.Event()
-    bot, out = make_bot(tmp_path, samsar, "")
-    task = asyncio.create_task(bot.handle("slow question"))
-    async with asyncio.timeout(5):
-        # Polls the output under the deadline above.
-        while out.getvalue().count("still working") < 3:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    samsar.gate.set()
-    await task
-    text = out.getvalue()
-    assert text.index("still working") < text.index("echo: slow question")
+    async with make_bot(tmp_path, samsar, "") as (bot, out):
+        task = asyncio.create_task(bot.handle("slow question"))
+        async with asyncio.timeout(5):
+            # Polls the output under the deadline above.
+            while out.getvalue().count("still working") < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        samsar.gate.set()
+        await task
+        text = out.getvalue()
+        assert text.index("still working") < text.index("echo: slow question")
 
 
 async def test_imagine_writes_the_file_and_errors_become_lines(tmp_path: Path) -> None:
     samsar = FakeSamsar(start_credits=2)
-    bot, out = make_bot(tmp_path, samsar, "/imagine a fox\n/imagine another\n/quit\n")
-    await bot.run()
-    text = out.getvalue()
-    (written,) = (tmp_path / "images").iterdir()
-    assert f"[image] {written.resolve()} — a revised prompt" in text
-    assert "! You're out of credits for this (you have 0 left)." in text
-    assert "/buy <credits>" in text and text.rstrip().endswith("Bye.")
+    async with make_bot(tmp_path, samsar, "/imagine a fox\n/imagine another\n/quit\n") as (
+        bot,
+        out,
+    ):
+        await bot.run()
+        text = out.getvalue()
+        (written,) = (tmp_path / "images").iterdir()
+        assert f"[image] {written.resolve()} — a revised prompt" in text
+        assert "! You're out of credits for this (you have 0 left)." in text
+        assert "/buy <credits>" in text and text.rstrip().endswith("Bye.")
 
 
 async def test_persona_and_prompt_commands(tmp_path: Path) -> None:
     samsar = FakeSamsar()
     script = "/persona set Be a pirate\n/persona\n/prompt set channel Be brief\n/prompt show\n"
-    bot, out = make_bot(tmp_path, samsar, script)
-    await bot.run()
-    text = out.getvalue()
-    assert "Your persona: Be a pirate" in text
-    assert "Instructions from the admins for this channel:\nBe brief" in text
+    async with make_bot(tmp_path, samsar, script) as (bot, out):
+        await bot.run()
+        text = out.getvalue()
+        assert "Your persona: Be a pirate" in text
+        assert "Instructions from the admins for this channel:\nBe brief" in text

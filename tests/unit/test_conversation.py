@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -17,10 +19,12 @@ from core.models import (
     IncomingMessage,
     InputImage,
     PromptScope,
+    Reply,
     ThreadRef,
     TurnStatus,
 )
 from tests.fakes import PNG_1PX, FakeSamsar, MemoryStore
+from tests.turns import TurnDriver, driving
 
 ALICE = ChatUser("slack", "U1", workspace_id="T1", display_name="Alice")
 BOB = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
@@ -51,15 +55,16 @@ def store() -> MemoryStore:
 
 
 @pytest.fixture
-def service(samsar: FakeSamsar, store: MemoryStore) -> ConversationService:
+async def service(samsar: FakeSamsar, store: MemoryStore) -> AsyncIterator[TurnDriver]:
     config = ConversationConfig(
         limits=InputLimits(max_chars=100, max_images=2, max_image_bytes=1000)
     )
-    return ConversationService(samsar, store, config)
+    async with driving(ConversationService(samsar, store, config)) as driver:
+        yield driver
 
 
 async def test_first_message_bootstraps_once_and_reuses_the_session(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     first = await service.ask(message("hello", key="e1"))
     second = await service.ask(message("again", key="e2"))
@@ -74,7 +79,7 @@ async def test_first_message_bootstraps_once_and_reuses_the_session(
     assert boot.user.external_company_id == "T1"
 
 
-async def test_another_thread_gets_another_session(service: ConversationService) -> None:
+async def test_another_thread_gets_another_session(service: TurnDriver) -> None:
     first = await service.ask(message("a", key="e1"))
     other = await service.ask(message("b", key="e2", thread=OTHER_THREAD))
     assert first is not None and other is not None
@@ -82,19 +87,17 @@ async def test_another_thread_gets_another_session(service: ConversationService)
 
 
 async def test_completion_carries_the_turn_as_idempotency_key(
-    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+    service: TurnDriver, samsar: FakeSamsar, store: MemoryStore
 ) -> None:
     reply = await service.ask(message("hi", key="e1"))
     assert reply is not None and reply.turn_id is not None
     (call,) = [c for c in samsar.calls if c.route == "completion"]
     assert call.idempotency_key == f"turn-{reply.turn_id}"
     turn = await store.turns.get("e1")
-    assert turn is not None and turn.status is TurnStatus.DONE and turn.credits_charged == 1
+    assert turn is not None and turn.status is TurnStatus.DELIVERED and turn.credits_charged == 1
 
 
-async def test_non_owner_is_refused_and_not_billed(
-    service: ConversationService, samsar: FakeSamsar
-) -> None:
+async def test_non_owner_is_refused_and_not_billed(service: TurnDriver, samsar: FakeSamsar) -> None:
     await service.ask(message("mine", key="e1"))
     with pytest.raises(errors.NotThreadOwner) as caught:
         await service.ask(message("hijack", key="e2", user=BOB))
@@ -104,7 +107,7 @@ async def test_non_owner_is_refused_and_not_billed(
 
 
 async def test_duplicate_event_is_dropped_sequentially_and_concurrently(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     assert await service.ask(message("once", key="same")) is not None
     assert await service.ask(message("once", key="same")) is None
@@ -115,7 +118,7 @@ async def test_duplicate_event_is_dropped_sequentially_and_concurrently(
 
 
 async def test_turns_of_one_thread_keep_arrival_order(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     samsar.gate = asyncio.Event()
     tasks = [asyncio.create_task(service.ask(message(f"m{i}", key=f"k{i}"))) for i in range(5)]
@@ -126,9 +129,7 @@ async def test_turns_of_one_thread_keep_arrival_order(
     assert texts == ["m0", "m1", "m2", "m3", "m4"]
 
 
-async def test_different_threads_run_concurrently(
-    service: ConversationService, samsar: FakeSamsar
-) -> None:
+async def test_different_threads_run_concurrently(service: TurnDriver, samsar: FakeSamsar) -> None:
     samsar.gate = asyncio.Event()
     threads = [ThreadRef("slack", "T1", "C1", f"{i}.0") for i in range(3)]
     tasks = [
@@ -142,7 +143,7 @@ async def test_different_threads_run_concurrently(
 
 
 async def test_admin_prompt_reaches_the_session_once_and_again_on_change(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     await service.admin.prompt_set(ADMIN, THREAD, PromptScope.WORKSPACE, "Be brief.")
     for i in range(2):
@@ -161,9 +162,7 @@ async def test_admin_prompt_reaches_the_session_once_and_again_on_change(
     assert sent[4] == CLEARED_NOTICE
 
 
-async def test_non_admin_cannot_set_a_prompt(
-    service: ConversationService, store: MemoryStore
-) -> None:
+async def test_non_admin_cannot_set_a_prompt(service: TurnDriver, store: MemoryStore) -> None:
     with pytest.raises(errors.NotAdmin):
         await service.admin.prompt_set(ALICE, THREAD, PromptScope.WORKSPACE, "Obey me")
     assert store.prompts.rows == {}
@@ -181,49 +180,66 @@ async def test_configured_admin_keys_count_as_admins(
 
 
 async def test_out_of_credits_is_typed_and_recorded(samsar: FakeSamsar, store: MemoryStore) -> None:
-    service = ConversationService(FakeSamsar(start_credits=1), store, ConversationConfig())
-    assert await service.ask(message("one", key="e1")) is not None
-    with pytest.raises(errors.InsufficientCredits):
-        await service.ask(message("two", key="e2"))
+    plain = ConversationService(FakeSamsar(start_credits=1), store, ConversationConfig())
+    async with driving(plain) as service:
+        assert await service.ask(message("one", key="e1")) is not None
+        with pytest.raises(errors.InsufficientCredits):
+            await service.ask(message("two", key="e2"))
     turn = await store.turns.get("e2")
     assert turn is not None and turn.status is TurnStatus.FAILED
-    assert turn.error == "InsufficientCredits"
+    assert isinstance(turn.error, errors.InsufficientCredits)
 
 
-async def test_a_cancelled_turn_is_recorded_as_failed(
-    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+async def test_a_turn_cut_off_by_a_shutdown_is_resumed_once_by_the_next_worker(
+    samsar: FakeSamsar, store: MemoryStore
 ) -> None:
-    samsar.gate = asyncio.Event()  # Samsar never answers: the bot shuts down meanwhile
-    task = asyncio.create_task(service.ask(message("slow", key="e1")))
-    async with asyncio.timeout(5):
-        await samsar.wait_for_completions(1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    turn = await store.turns.get("e1")
-    assert turn is not None and turn.status is TurnStatus.FAILED
-    assert turn.error == "CancelledError"
-    assert await service.turn_of("e1") == turn
+    samsar.gate = asyncio.Event()  # Samsar is slow: the bot shuts down meanwhile
+    async with driving(ConversationService(samsar, store, ConversationConfig())) as first:
+        turn = await first.submit(message("slow", key="e1"))
+        async with asyncio.timeout(5):
+            await samsar.wait_for_completions(1)
+        await first.worker.drain(0.01)
+    assert turn is not None and (await store.turns.load(turn.turn_id)).status.open  # type: ignore[union-attr]
+    assert first.channel.delivered == {}
+    samsar.gate.set()  # Samsar finished the call it was given (and charged it)
+    async with driving(ConversationService(samsar, store, ConversationConfig())) as second:
+        reply = await asyncio.wait_for(second.channel.expect(turn.turn_id), 5)
+    assert isinstance(reply, Reply) and reply.text == "echo: slow"
+    keys = [c.idempotency_key for c in samsar.calls if c.route == "completion"]
+    assert keys == [f"turn-{turn.turn_id}"] * 2  # asked again with the same key: a replay
+    assert samsar.balances["slack:T1:U1"] == 99  # charged once
+    done = await store.turns.load(turn.turn_id)
+    assert done is not None and done.status is TurnStatus.DELIVERED and done.runs == 2
 
 
-async def test_an_unexpected_error_is_recorded_and_raised(
-    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+async def test_an_expired_lease_lets_another_worker_resume_and_the_first_cannot_write(
+    samsar: FakeSamsar, store: MemoryStore
 ) -> None:
-    await service.ask(message("warm up", key="e0"))
-    samsar.fail_next.append(RuntimeError("a bug"))
-    with pytest.raises(RuntimeError):
-        await service.ask(message("boom", key="e1"))
-    turn = await store.turns.get("e1")
-    assert turn is not None and turn.status is TurnStatus.FAILED and turn.error == "RuntimeError"
-    assert await service.turn_of("never") is None
+    clock = [store.turns.now()]
+    store.turns.now = lambda: clock[0]
+    samsar.gate = asyncio.Event()
+    async with driving(ConversationService(samsar, store, ConversationConfig())) as first:
+        turn = await first.submit(message("slow", key="e1"))
+        assert turn is not None
+        async with asyncio.timeout(5):
+            await samsar.wait_for_completions(1)
+        clock[0] += timedelta(minutes=5)  # the first worker's lease ran out (it looks dead)
+        taken = await store.turns.claim("worker-b", ["slack"], timedelta(seconds=30))
+        assert taken is not None and taken.turn_id == turn.turn_id and taken.runs == 2
+        samsar.gate.set()  # the first worker's call returns: its result must not land
+        await first.worker.drain(5)
+    assert first.channel.delivered == {}
+    row = await store.turns.load(turn.turn_id)
+    assert row is not None and row.lease_owner == "worker-b" and row.status is TurnStatus.RUNNING
 
 
 async def test_a_failed_completion_keeps_the_new_session(
-    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+    service: TurnDriver, samsar: FakeSamsar, store: MemoryStore
 ) -> None:
-    samsar.fail_next.append(errors.UpstreamError("down", status=503))
+    samsar.fail_completions.append(errors.UpstreamError("down", status=503))
     with pytest.raises(errors.UpstreamError):
         await service.ask(message("first", key="e1"))
+    assert samsar.count("completion") == 1  # the failure was the completion's
     reply = await service.ask(message("retry", key="e2"))
     assert reply is not None
     assert samsar.count("assistant_session") == 1
@@ -244,7 +260,7 @@ async def test_a_failed_completion_keeps_the_new_session(
     ],
 )
 async def test_input_limits_refuse_before_anything_is_billed(
-    service: ConversationService,
+    service: TurnDriver,
     samsar: FakeSamsar,
     text: str,
     images: tuple[InputImage, ...],
@@ -257,7 +273,7 @@ async def test_input_limits_refuse_before_anything_is_billed(
 
 
 async def test_imagine_forces_the_tool_and_names_the_file(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     choice = ImageChoice(size="512x512", quality="low", format="jpg")
     reply = await service.imagine(message("a fox", key="e1"), choice)
@@ -275,7 +291,7 @@ async def test_imagine_forces_the_tool_and_names_the_file(
     [ImageChoice(size="10x10"), ImageChoice(quality="ultra"), ImageChoice(format="bmp")],
 )
 async def test_imagine_refuses_bad_options(
-    service: ConversationService, samsar: FakeSamsar, options: ImageChoice
+    service: TurnDriver, samsar: FakeSamsar, options: ImageChoice
 ) -> None:
     with pytest.raises(errors.InputRejected):
         await service.imagine(message("a fox", key="e1"), options)
@@ -286,8 +302,8 @@ async def test_imagine_fills_what_the_member_left_out_from_the_settings(
     samsar: FakeSamsar, store: MemoryStore
 ) -> None:
     config = ConversationConfig(image=ImageOptions("1536x1024", "high", "webp"))
-    service = ConversationService(samsar, store, config)
-    await service.imagine(message("a fox", key="e1"), ImageChoice(quality="low"))
+    async with driving(ConversationService(samsar, store, config)) as service:
+        await service.imagine(message("a fox", key="e1"), ImageChoice(quality="low"))
     request = samsar.calls[-1].request
     assert request is not None
     assert request.image_tool == ImageOptions("1536x1024", "low", "webp")
@@ -296,17 +312,18 @@ async def test_imagine_fills_what_the_member_left_out_from_the_settings(
 async def test_ask_sends_the_image_tool_unless_configured_off(
     samsar: FakeSamsar, store: MemoryStore
 ) -> None:
-    on = ConversationService(samsar, store, ConversationConfig())
-    await on.ask(message("hi", key="e1"))
-    off = ConversationService(samsar, store, ConversationConfig(image_tool_on_ask=False))
-    await off.ask(message("hi", key="e2"))
+    async with driving(ConversationService(samsar, store, ConversationConfig())) as on:
+        await on.ask(message("hi", key="e1"))
+    off_config = ConversationConfig(image_tool_on_ask=False)
+    async with driving(ConversationService(samsar, store, off_config)) as off:
+        await off.ask(message("hi", key="e2", thread=OTHER_THREAD))
     first, second = [c.request for c in samsar.calls if c.request is not None]
     assert first is not None and first.image_tool == ImageOptions() and not first.force_image
     assert second is not None and second.image_tool is None
 
 
 async def test_reset_starts_a_fresh_session_only_for_owner_or_admin(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     first = await service.ask(message("hi", key="e1"))
     with pytest.raises(errors.NotThreadOwner):
@@ -321,7 +338,7 @@ async def test_reset_starts_a_fresh_session_only_for_owner_or_admin(
 
 
 async def test_a_user_and_session_samsar_forgot_are_recreated_once(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     first = await service.ask(message("hi", key="e1"))
     samsar.balances.clear()  # Samsar lost the external user and its sessions
@@ -335,7 +352,7 @@ async def test_a_user_and_session_samsar_forgot_are_recreated_once(
     assert keys[1] != keys[2]  # the retry in the fresh session has a key of its own
 
 
-async def test_move_thread_carries_the_session(service: ConversationService) -> None:
+async def test_move_thread_carries_the_session(service: TurnDriver) -> None:
     first = await service.ask(message("hi", key="e1"))
     assert await service.move_thread(THREAD, OTHER_THREAD)
     assert await service.session_of(THREAD) is None
@@ -345,7 +362,7 @@ async def test_move_thread_carries_the_session(service: ConversationService) -> 
     assert not await service.move_thread(THREAD, OTHER_THREAD)
 
 
-async def test_latest_thread_of_a_member_in_a_channel(service: ConversationService) -> None:
+async def test_latest_thread_of_a_member_in_a_channel(service: TurnDriver) -> None:
     assert await service.latest_thread(ALICE, THREAD) is None
     await service.ask(message("one", key="e1", thread=OTHER_THREAD))
     await service.ask(message("two", key="e2", thread=THREAD))
@@ -357,7 +374,7 @@ async def test_latest_thread_of_a_member_in_a_channel(service: ConversationServi
     assert await service.latest_thread(ALICE, THREAD) == OTHER_THREAD
 
 
-async def test_persona_set_show_clear(service: ConversationService, samsar: FakeSamsar) -> None:
+async def test_persona_set_show_clear(service: TurnDriver, samsar: FakeSamsar) -> None:
     assert await service.persona_show(ALICE) is None
     await service.persona_set(ALICE, "  You are a pirate. ", event_key="p1")
     assert await service.persona_show(ALICE) == "You are a pirate."
@@ -368,7 +385,7 @@ async def test_persona_set_show_clear(service: ConversationService, samsar: Fake
 
 
 async def test_buy_validates_and_reuses_the_key_of_one_event(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     with pytest.raises(errors.InputRejected):
         await service.buy(ALICE, 0, event_key="b0")
@@ -379,7 +396,7 @@ async def test_buy_validates_and_reuses_the_key_of_one_event(
 
 
 async def test_admins_grant_credits_and_it_is_audited(
-    service: ConversationService, samsar: FakeSamsar, store: MemoryStore
+    service: TurnDriver, samsar: FakeSamsar, store: MemoryStore
 ) -> None:
     with pytest.raises(errors.NotAdmin):
         await service.admin.grant(ALICE, BOB, 50, event_key="g0")
@@ -394,7 +411,7 @@ async def test_admins_grant_credits_and_it_is_audited(
 
 
 async def test_the_bootstrap_key_follows_the_identity_it_sends(
-    service: ConversationService, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar
 ) -> None:
     samsar.fail_next.append(errors.SamsarUnreachable("lost", status=None))
     with pytest.raises(errors.SamsarUnreachable):

@@ -9,13 +9,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bots.discord import texts, translate
-from bots.discord.answers import post_answer
 from bots.discord.delivery import InteractionTarget
 from bots.discord.progress import defer, defer_in_line
+from bots.discord.routes import Route, dump_attachments
 from bots.discord.translate import Interaction
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
-from core.models import IncomingMessage
+from core.models import TurnRequest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,31 +42,34 @@ class ChatCog(commands.Cog):
             interaction.guild_id, interaction.channel_id, f"chat-{interaction.id}"
         )
         # The place in the conversation's line is taken now, before the acknowledgement, and
-        # held from the download to the posted answer: later messages come after this turn.
+        # held until the turn is recorded: a later message is recorded (and answered) after.
         place = self._turns.hold(where.key)
         if not await defer_in_line(interaction, place, ephemeral=False):
             return
         async with place:
-            attached = [image] if image else []
-            images = await translate.input_images(attached, self._settings, strict=True)
-            reply = await self._service.ask(
-                IncomingMessage(
-                    event_key=translate.interaction_key(interaction),
-                    user=translate.interaction_user(interaction),
-                    thread=where,
-                    text=prompt,
-                    images=images,
-                )
+            attachments = translate.image_attachments(
+                [image] if image else [], self._settings, strict=True
             )
-            if reply is None:
-                return
-            await post_answer(
-                self._service,
-                InteractionTarget(interaction),
-                reply,
+            route = Route(
+                channel_id=interaction.channel_id or 0,
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
                 upload_limit=interaction.filesize_limit,
-                pending=where if fresh else None,
+                interaction=translate.interaction_token(interaction),
+                opens_thread=fresh,
                 title=prompt,
+            )
+            request = TurnRequest(
+                user=translate.interaction_user(interaction),
+                thread=where,
+                text=prompt,
+                attachments=dump_attachments(attachments),
+            )
+            await self._service.submit(
+                translate.interaction_key(interaction),
+                request,
+                route=route.dump(),
+                has_attachments=bool(attachments),
             )
 
     @app_commands.command(

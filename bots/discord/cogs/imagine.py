@@ -8,14 +8,13 @@ from typing import Literal
 from discord import app_commands
 from discord.ext import commands
 
-from bots.discord import texts, translate
-from bots.discord.answers import post_answer
-from bots.discord.delivery import InteractionTarget
-from bots.discord.progress import defer_in_line, elapsed_status
+from bots.discord import translate
+from bots.discord.progress import defer_in_line
+from bots.discord.routes import Route
 from bots.discord.translate import Interaction
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
-from core.models import ImageChoice, IncomingMessage
+from core.models import ImageChoice, TurnKind, TurnRequest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,13 +31,10 @@ class ImagineCog(commands.Cog):
         service: ConversationService,
         settings: Settings,
         turns: KeyedLocks,
-        *,
-        status_every: float,
     ) -> None:
         self._service = service
         self._settings = settings
         self._turns = turns
-        self._status_every = status_every
 
     @app_commands.command(name="imagine", description="Generate an image from a prompt.")
     @app_commands.describe(
@@ -67,23 +63,23 @@ class ImagineCog(commands.Cog):
         place = self._turns.hold(where.key)  # in the conversation's line from now on
         if not await defer_in_line(interaction, place, ephemeral=False):
             return
-        message = IncomingMessage(
-            event_key=translate.interaction_key(interaction),
-            user=translate.interaction_user(interaction),
-            thread=where,
-            text=prompt,
-        )
-        async with place:
-            async with elapsed_status(interaction, texts.generating, self._status_every):
-                reply = await self._service.imagine(message, choice)
-            if reply is None:
-                return
-            await post_answer(
-                self._service,
-                InteractionTarget(interaction),
-                reply,
+        async with place:  # held until the turn is recorded: later messages come after
+            route = Route(
+                channel_id=interaction.channel_id or 0,
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
                 upload_limit=interaction.filesize_limit,
-                pending=where if fresh else None,
+                interaction=translate.interaction_token(interaction),
+                opens_thread=fresh,
                 title=prompt,
                 with_text=False,
+            )
+            request = TurnRequest(
+                user=translate.interaction_user(interaction),
+                thread=where,
+                text=prompt,
+                kind=TurnKind.IMAGINE,
+            )
+            await self._service.submit(
+                translate.interaction_key(interaction), request, route=route.dump(), choice=choice
             )

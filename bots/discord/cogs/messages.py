@@ -10,13 +10,13 @@ from discord.ext import commands
 
 from bots import texts as shared
 from bots.discord import texts, translate
-from bots.discord.answers import post_answer
 from bots.discord.delivery import ChannelTarget
 from bots.discord.render import DEFAULT_UPLOAD_LIMIT, Outgoing
+from bots.discord.routes import Route, dump_attachments
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.errors import NotThreadOwner
-from core.models import IncomingMessage, ThreadRef
+from core.models import ThreadRef, TurnRequest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,27 +88,30 @@ class MessagesCog(commands.Cog):
     async def _answer(
         self, message: discord.Message, where: ThreadRef, *, opens_thread: bool
     ) -> None:
+        """Record the turn; the worker answers it (replying to this message)."""
         me = self._bot.user
         text = translate.without_mention(message.content, me.id) if me else message.content
-        images = await translate.input_images(message.attachments, self._settings, strict=False)
-        incoming = IncomingMessage(
-            event_key=translate.message_key(message),
+        attachments = translate.image_attachments(message.attachments, self._settings, strict=False)
+        route = Route(
+            channel_id=message.channel.id,
+            guild_id=message.guild.id if message.guild else None,
+            user_id=message.author.id,
+            upload_limit=message.guild.filesize_limit if message.guild else DEFAULT_UPLOAD_LIMIT,
+            reply_to=message.id,
+            opens_thread=opens_thread,
+            title=text,
+        )
+        request = TurnRequest(
             user=translate.chat_user(message.author),
             thread=where,
             text=text,
-            images=images,
+            attachments=dump_attachments(attachments),
         )
-        async with message.channel.typing():
-            reply = await self._service.ask(incoming)
-        if reply is None:
-            return
-        await post_answer(
-            self._service,
-            ChannelTarget(message.channel, reply_to=message),
-            reply,
-            upload_limit=message.guild.filesize_limit if message.guild else DEFAULT_UPLOAD_LIMIT,
-            pending=where if opens_thread else None,
-            title=text,
+        await self._service.submit(
+            translate.message_key(message),
+            request,
+            route=route.dump(),
+            has_attachments=bool(attachments),
         )
 
     async def _hint(self, message: discord.Message, here: ThreadRef, owner: str | None) -> None:

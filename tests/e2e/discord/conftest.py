@@ -25,6 +25,7 @@ from sandbox.state import SandboxConfig
 from storage.store import SqlStore, open_store
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.fake_discord import TOKEN, FakeDiscord, Stored
+from tests.ledger import open_turns
 
 STRING, INTEGER, ATTACHMENT = 3, 4, 11
 
@@ -106,10 +107,16 @@ class Harness:
         return await self.fake.wait_for(done, within, f"an answer to /{payload['data']['name']}")
 
     async def settle(self, within: float = 20.0) -> None:
-        """Until every event handler and command the bot started has finished."""
+        """Until every event handler and command the bot started has finished, and every turn
+        they recorded is delivered or failed."""
         async with asyncio.timeout(within):
-            while busy := _handler_tasks():
-                await asyncio.wait(busy)
+            while True:
+                if busy := _handler_tasks():
+                    await asyncio.wait(busy)
+                elif await open_turns(self.store.engine):
+                    await asyncio.sleep(0.02)  # polling the ledger under the deadline above
+                else:
+                    return
 
     def completions(self) -> int:
         """Completions Samsar answered with 200."""
@@ -129,13 +136,14 @@ class Harness:
 
 
 def _handler_tasks() -> set[asyncio.Task[Any]]:
-    """discord.py runs each event handler and each command in a task of its own, by these names."""
+    """discord.py runs each event handler and each command in a task of its own, and the turn
+    worker each turn, by these names."""
     return {
         task
         for task in asyncio.all_tasks()
         if task is not asyncio.current_task()
         and not task.done()
-        and task.get_name().startswith(("discord.py: on_", "CommandTree-invoker"))
+        and task.get_name().startswith(("discord.py: on_", "CommandTree-invoker", "turn:"))
     }
 
 
@@ -170,18 +178,19 @@ async def running_harness(
         bot = SamsarDiscordBot(
             service, settings, status_every=status_every, guild_ready_timeout=0.05
         )
-        task = asyncio.create_task(bot.start(TOKEN))
-        try:
-            await fake.gateway.wait_connected()
-            async with asyncio.timeout(10):
-                await bot.wait_until_ready()
-            running = Harness(fake, sandbox, store, bot)
-            yield running
-            await running.settle()
-        finally:
-            await bot.close()
-            async with asyncio.timeout(10):
-                await task
+        async with service.worker.serving():
+            task = asyncio.create_task(bot.start(TOKEN))
+            try:
+                await fake.gateway.wait_connected()
+                async with asyncio.timeout(10):
+                    await bot.wait_until_ready()
+                running = Harness(fake, sandbox, store, bot)
+                yield running
+                await running.settle()
+            finally:
+                await bot.close()
+                async with asyncio.timeout(10):
+                    await task
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.base_url = ""
         self.gateway = Gateway(TOKEN, self._ready_payloads)
         self._changed = asyncio.Condition()
+        self.gateway.on_change = self._poke
         super().__init__()
 
     # --- server ------------------------------------------------------------------------
@@ -125,6 +126,10 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         if template != "/gateway-ws":
             await self._record(request, template, response.status, body)
         return response
+
+    async def _poke(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _record(
         self, request: web.Request, route: str, status: int, body: Body | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,11 @@ class Gateway:
     _seq: int = 0
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
+    on_change: Callable[[], Awaitable[None]] | None = None  # told of each IDENTIFY and RESUME
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            await self.on_change()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """One websocket connection from the client."""
@@ -77,6 +82,7 @@ class Gateway:
         for name, body in self.ready_payloads(self.session_id):
             await self.dispatch(name, body)
         self._connected.set()
+        await self._changed()
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         if data.get("token") != self.token or data.get("session_id") != self.session_id:
@@ -92,6 +98,7 @@ class Gateway:
                 await self._send(event)
         await self.dispatch("RESUMED", {})
         self._connected.set()
+        await self._changed()
 
     async def dispatch(self, name: str, data: dict[str, Any]) -> int:
         """Send an event with the next sequence number (kept for RESUME); returns the number."""

@@ -27,6 +27,7 @@ from tests.e2e.slack import payloads
 from tests.e2e.slack.fake_records import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 from tests.e2e.slack.fake_slack import FakeSlack, json_body, post_signed, running_fake_slack
 from tests.e2e.slack.payloads import ADA, ALICE, BOB, CHANNEL
+from tests.ledger import OPEN, wait_for_turns
 
 TRANSPORTS = ["http", "socket"]
 
@@ -52,6 +53,7 @@ class Slack:
     store: SqlStore
     bot: SlackBot
     transport: str
+    service: ConversationService
     http_url: str = ""
 
     async def event(self, payload: dict[str, Any], *, retry: int = 0) -> None:
@@ -83,9 +85,15 @@ class Slack:
         await self.fake.wait_until(lambda: envelope in self.fake.socket.acks)
 
     async def settle(self) -> None:
-        """Wait until every turn the bot started is over."""
+        """Wait until the work after acks is over, and every recorded turn delivered or failed."""
         async with asyncio.timeout(15):
             await self.bot.tasks.drain()
+        await wait_for_turns(
+            self.store.engine,
+            lambda rows: not any(row["status"] in OPEN for row in rows),
+            within=15,
+            what="every turn to end",
+        )
 
     def completions(self) -> list[CallRecord]:
         """Successful completions Samsar answered."""
@@ -136,8 +144,9 @@ async def running_slack(
         options = SlackOptions(
             progress_every=0.2, file_origins=(fake.url,), file_timeout=file_timeout
         )
+        await stack.enter_async_context(service.worker.serving())
         bot = SlackBot(service, config, client=client, options=options)
-        slack = Slack(fake, sandbox, store, bot, transport)
+        slack = Slack(fake, sandbox, store, bot, transport, service)
         if transport == "http":
             slack.http_url = await stack.enter_async_context(
                 serving_http(bot.app, host="127.0.0.1", port=0)

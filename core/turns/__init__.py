@@ -1,0 +1,1 @@
+"""Durable turns: a member action lives in the ledger until its answer is delivered."""

@@ -1,0 +1,270 @@
+"""The turn worker: claims turns from the ledger, runs them, delivers them, recovers them.
+
+Whatever happens to a process, the ledger says what is left to do: a turn whose worker died
+is claimed again once its lease expires (or at once, when a draining worker released it),
+its Samsar call is sent again with the same key (a replay, not a second charge), and a
+completed turn is delivered from its stored outcome. Deliveries that fail are tried again
+with backoff, then end in a short note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from core.errors import BotError, Undeliverable, Unexpected
+from core.models import Reply, Turn, TurnRequest, TurnStatus
+from core.ports import TurnChannel, TurnLedger
+from core.turns.executor import TurnExecutor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Leases, pace, concurrency, delivery retries and retention."""
+
+    lease: timedelta = timedelta(seconds=30)
+    poll: float = 1.0  # seconds between looks for work other processes left
+    max_running: int = 64  # turns this process works on at once; more wait in the ledger
+    delivery_tries: int = 10
+    delivery_wait: float = 2.0  # seconds before the second try, doubling...
+    delivery_max_wait: float = 60.0  # ...up to this: ten tries span about six minutes
+    retention: timedelta = timedelta(days=30)
+    prune_every: float = 3600.0
+
+
+class _Posted:
+    """core.ports.Posted over the ledger."""
+
+    def __init__(self, ledger: TurnLedger, turn_id: str, value: str) -> None:
+        self._ledger = ledger
+        self._turn_id = turn_id
+        self._value = value
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    async def save(self, value: str) -> None:
+        self._value = value
+        await self._ledger.save_posted(self._turn_id, value)
+
+
+class TurnWorker:
+    """Works on the turns of the platforms attached to it, a few at a time, until drained."""
+
+    def __init__(
+        self,
+        ledger: TurnLedger,
+        executor: TurnExecutor,
+        config: WorkerConfig,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ledger = ledger
+        self._executor = executor
+        self._config = config
+        self._now = now
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._channels: dict[str, TurnChannel] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def attach(self, platform: str, channel: TurnChannel) -> None:
+        """Take on the turns of `platform` (its adapter is ready to deliver them)."""
+        self._channels[platform] = channel
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for work now (a turn was recorded, or one ended)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> int:
+        """Turns this process is working on."""
+        return len(self._running)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[TurnWorker]:
+        """Work for the duration of the block; on exit, release what is left to recovery."""
+        loop = asyncio.create_task(self._loop(), name="turn-worker")
+        try:
+            yield self
+        finally:
+            self._stopping = True
+            self.wake()
+            await self._abandon()
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    async def drain(self, grace: float) -> None:
+        """Take no more turns; let running ones finish within `grace` seconds, then give the
+        rest back to the ledger, where another worker (or the next start) resumes them."""
+        self._stopping = True
+        self.wake()
+        running = set(self._running.values())
+        if running:
+            log.info("draining turns", extra={"running": len(running), "grace_s": grace})
+            await asyncio.wait(running, timeout=grace)
+        await self._abandon()
+
+    async def _abandon(self) -> None:
+        """Release the leases of unfinished turns (no write of theirs lands after this), then
+        stop them. Samsar keeps each call's result under its key for the resume."""
+        left = dict(self._running)
+        for turn_id in left:
+            try:
+                await self._ledger.release(turn_id, self.owner)
+            except Exception:
+                log.warning("could not release a turn", extra={"turn_id": turn_id}, exc_info=True)
+        for task in left.values():
+            task.cancel()
+        if left:
+            await asyncio.gather(*left.values(), return_exceptions=True)
+            log.info("turns left to recovery", extra={"count": len(left)})
+
+    async def _loop(self) -> None:
+        last_prune = -self._config.prune_every
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._fill()
+                if time.monotonic() - last_prune >= self._config.prune_every:
+                    last_prune = time.monotonic()
+                    await self._prune()
+            except Exception:  # the database is down: keep the loop, try again shortly
+                log.exception("turn worker could not reach the ledger")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll)
+
+    async def _fill(self) -> None:
+        while not self._stopping and len(self._running) < self._config.max_running:
+            turn = await self._ledger.claim(self.owner, list(self._channels), self._config.lease)
+            if turn is None:
+                return
+            task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
+            self._running[turn.turn_id] = task
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task.get_name().removeprefix("turn:"), None)
+        self.wake()
+
+    async def _prune(self) -> None:
+        pruned = await self._ledger.prune(self._now() - self._config.retention)
+        if pruned:
+            log.info("old turns pruned", extra={"count": pruned})
+
+    async def _work(self, turn: Turn) -> None:
+        """Run (or resume) and deliver one claimed turn, keeping its lease meanwhile."""
+        keeper = asyncio.create_task(self._keep_lease(turn.turn_id))
+        try:
+            channel, request = self._channels[turn.platform], turn.request
+            if request is None:  # a row from before durable turns: nothing to resume from
+                await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+                return
+            posted = _Posted(self._ledger, turn.turn_id, turn.posted)
+            outcome = turn.outcome
+            if turn.status is TurnStatus.RUNNING or outcome is None:
+                if turn.runs > 1:
+                    log.info("turn resumed", extra={"turn_id": turn.turn_id, "runs": turn.runs})
+                outcome = await self._run(turn, request, channel, posted)
+                started = turn.created_at or self._now()
+                latency = int((self._now() - started).total_seconds() * 1000)
+                if not await self._ledger.complete(
+                    turn.turn_id, self.owner, outcome, latency_ms=latency
+                ):
+                    log.warning("turn lost its lease; left to its new worker", extra=_ids(turn))
+                    return
+                _log_outcome(turn, outcome, latency)
+            await self._deliver(turn, request, channel, outcome, posted)
+        except Exception:  # the ledger failed: the lease expires and the turn is resumed
+            log.exception("turn work failed; left to recovery", extra=_ids(turn))
+        finally:
+            keeper.cancel()
+
+    async def _run(
+        self, turn: Turn, request: TurnRequest, channel: TurnChannel, posted: _Posted
+    ) -> Reply | BotError:
+        """The outcome to store: the reply, or the error the member will be told."""
+        try:
+            async with channel.working(turn, request, posted) as working:
+                prepared = await channel.prepare(turn, request)
+                return await self._executor.run(turn, request, prepared, self.owner, working)
+        except BotError as exc:
+            return exc
+        except Exception:  # a bug: the member still gets a sentence, the log the trace
+            log.exception("turn failed unexpectedly", extra=_ids(turn))
+            return Unexpected()
+
+    async def _deliver(
+        self,
+        turn: Turn,
+        request: TurnRequest,
+        channel: TurnChannel,
+        outcome: Reply | BotError,
+        posted: _Posted,
+    ) -> None:
+        try:
+            await channel.deliver(turn, request, outcome, posted)
+        except Exception as exc:
+            attempts = turn.delivery_attempts + 1
+            last = isinstance(exc, Undeliverable) or attempts >= self._config.delivery_tries
+            log.warning(
+                "delivery failed",
+                extra={**_ids(turn), "attempt": attempts, "error": repr(exc), "final": last},
+            )
+            if not last:
+                wait = min(
+                    self._config.delivery_wait * 2 ** (attempts - 1), self._config.delivery_max_wait
+                )
+                retry_at = self._now() + timedelta(seconds=wait)
+                await self._ledger.postpone(
+                    turn.turn_id, self.owner, retry_at=retry_at, delivery_attempts=attempts
+                )
+                return
+            with contextlib.suppress(Exception):
+                await channel.give_up(turn, request, posted)
+            await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+            return
+        status = TurnStatus.DELIVERED if isinstance(outcome, Reply) else TurnStatus.FAILED
+        await self._ledger.finish(turn.turn_id, self.owner, status)
+
+    async def _keep_lease(self, turn_id: str) -> None:
+        every = self._config.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)  # the pace of renewals, not a wait for an event
+            try:
+                if not await self._ledger.renew(turn_id, self.owner, self._config.lease):
+                    log.warning("lease lost", extra={"turn_id": turn_id})
+                    return
+            except Exception:
+                log.warning("lease not renewed", extra={"turn_id": turn_id}, exc_info=True)
+
+
+def _ids(turn: Turn) -> dict[str, str]:
+    return {"turn_id": turn.turn_id, "thread_key": turn.thread_key, "event_key": turn.event_key}
+
+
+def _log_outcome(turn: Turn, outcome: Reply | BotError, latency: int) -> None:
+    if isinstance(outcome, Reply):
+        log.info(
+            "turn done",
+            extra={
+                **_ids(turn),
+                "kind": turn.kind,
+                "latency_ms": latency,
+                "images": len(outcome.images),
+            },
+        )
+    else:
+        log.info("turn failed", extra={**_ids(turn), "error": type(outcome).__name__})

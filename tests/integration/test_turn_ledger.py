@@ -1,0 +1,285 @@
+"""The turn ledger on real databases (SQLite always, PostgreSQL with TEST_DATABASE_URL):
+dedupe, claims and leases, per-thread order, outcomes, delivery retries, pruning, migration."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from core.errors import RateLimited
+from core.models import (
+    ChatUser,
+    Credits,
+    Reply,
+    ReplyImage,
+    SamsarCall,
+    ThreadRef,
+    Turn,
+    TurnKind,
+    TurnRequest,
+    TurnStatus,
+)
+from storage.engine import create_engine
+from storage.store import SqlStore, open_store
+from storage.tables import TurnImageRow, TurnRow
+from tests.integration.conftest import Database
+
+ALICE = ChatUser("slack", "U1", workspace_id="T1", display_name="Alice")
+LEASE = timedelta(seconds=30)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The ledger's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def thread(n: int = 1) -> ThreadRef:
+    return ThreadRef("slack", "T1", "C1", f"{n}.0")
+
+
+def turn(key: str, where: ThreadRef | None = None, *, platform: str = "slack") -> Turn:
+    where = where or thread()
+    request = TurnRequest(ALICE, where, f"text of {key}", TurnKind.ASK, attachments='[{"a": 1}]')
+    return Turn(
+        uuid.uuid4().hex,
+        key,
+        platform,
+        where.key,
+        ALICE.key,
+        "ask",
+        request=request,
+        route='{"channel": "C1"}',
+    )
+
+
+@pytest.fixture
+async def clock_store(database: Database) -> AsyncIterator[tuple[SqlStore, Clock]]:
+    clock = Clock()
+    async with open_store(database.url, connect_args=database.connect_args, now=clock) as store:
+        yield store, clock
+
+
+async def test_record_keeps_the_request_and_drops_a_duplicate(store: SqlStore) -> None:
+    first = turn("ev1")
+    assert await store.turns.record(first) is True
+    assert await store.turns.record(turn("ev1")) is False
+    loaded = await store.turns.get("ev1")
+    assert loaded is not None and loaded.turn_id == first.turn_id
+    assert loaded.status is TurnStatus.RECEIVED and loaded.request == first.request
+    assert loaded.route == first.route and loaded.posted == "" and loaded.runs == 0
+    assert loaded.created_at is not None and loaded.created_at.utcoffset() == timedelta(0)
+    assert await store.turns.get("missing") is None
+
+
+async def test_a_clashing_turn_id_is_not_a_duplicate(store: SqlStore) -> None:
+    original = turn("ev1")
+    assert await store.turns.record(original)
+    with pytest.raises(IntegrityError):
+        await store.turns.record(dataclasses.replace(turn("ev2"), turn_id=original.turn_id))
+
+
+async def test_concurrent_records_of_one_event_keep_one(store: SqlStore) -> None:
+    results = await asyncio.gather(*(store.turns.record(turn("ev-race")) for _ in range(20)))
+    assert sorted(results) == [False] * 19 + [True]
+    async with store.engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(TurnRow).where(col(TurnRow.event_key) == "ev-race")
+        )
+    assert count == 1
+
+
+async def test_a_thread_runs_one_turn_at_a_time_in_order_others_beside_it(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    a1, a2, b1 = turn("a1", thread(1)), turn("a2", thread(1)), turn("b1", thread(2))
+    for item in (a1, a2, b1):
+        clock.tick(seconds=1)
+        assert await store.turns.record(item)
+    first = await store.turns.claim("w1", ["slack"], LEASE)
+    second = await store.turns.claim("w2", ["slack"], LEASE)
+    assert first is not None and second is not None
+    assert (first.event_key, second.event_key) == ("a1", "b1")  # a2 waits behind a1
+    assert first.status is TurnStatus.RUNNING and first.runs == 1 and first.lease_owner == "w1"
+    assert await store.turns.claim("w3", ["slack"], LEASE) is None
+    assert await store.turns.complete(first.turn_id, "w1", Reply("done"), latency_ms=5)
+    assert await store.turns.claim("w3", ["slack"], LEASE) is None  # a1 is not delivered yet
+    await store.turns.finish(first.turn_id, "w1", TurnStatus.DELIVERED)
+    third = await store.turns.claim("w3", ["slack"], LEASE)
+    assert third is not None and third.event_key == "a2"
+
+
+async def test_claims_are_per_platform(store: SqlStore) -> None:
+    assert await store.turns.record(turn("d1", platform="discord"))
+    assert await store.turns.claim("w", ["slack", "console"], LEASE) is None
+    claimed = await store.turns.claim("w", ["discord"], LEASE)
+    assert claimed is not None and claimed.event_key == "d1"
+
+
+async def test_an_expired_lease_is_claimed_again_and_the_old_owner_cannot_write(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    assert await store.turns.record(turn("ev1"))
+    first = await store.turns.claim("dead", ["slack"], LEASE)
+    assert first is not None
+    call = SamsarCall("sess-1", True, "be brief", "fp", 0)
+    assert await store.turns.save_call(first.turn_id, "dead", call)
+    clock.tick(seconds=20)
+    assert await store.turns.renew(first.turn_id, "dead", LEASE)  # renewed: still alive
+    clock.tick(seconds=29)
+    assert await store.turns.claim("alive", ["slack"], LEASE) is None
+    clock.tick(seconds=2)  # 31 s since the renewal: expired
+    resumed = await store.turns.claim("alive", ["slack"], LEASE)
+    assert resumed is not None and resumed.turn_id == first.turn_id
+    assert resumed.runs == 2 and resumed.call == call  # resumed with the same body and key
+    assert not await store.turns.renew(first.turn_id, "dead", LEASE)
+    assert not await store.turns.complete(first.turn_id, "dead", Reply("late"), latency_ms=1)
+    assert await store.turns.complete(first.turn_id, "alive", Reply("answer"), latency_ms=1)
+    stored = await store.turns.load(first.turn_id)
+    assert stored is not None and stored.reply is not None and stored.reply.text == "answer"
+
+
+async def test_outcomes_round_trip_and_a_completed_turn_is_claimed_for_delivery(
+    store: SqlStore,
+) -> None:
+    assert await store.turns.record(turn("ok"))
+    assert await store.turns.record(turn("err", thread(2)))
+    ok = await store.turns.claim("w", ["slack"], LEASE)
+    err = await store.turns.claim("w", ["slack"], LEASE)
+    assert ok is not None and err is not None
+    image = ReplyImage(b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png", "a.png", "a fox")
+    reply = Reply("look", (image,), Credits(2.5, 97), session_id="s1", new_session=True)
+    assert await store.turns.complete(ok.turn_id, "w", reply, latency_ms=12)
+    assert await store.turns.complete(
+        err.turn_id, "w", RateLimited("slow", retry_after=3), latency_ms=1
+    )
+    await store.turns.release(ok.turn_id, "w")  # the worker stopped before delivering
+    again = await store.turns.claim("w2", ["slack"], LEASE)
+    assert again is not None and again.turn_id == ok.turn_id
+    assert again.status is TurnStatus.COMPLETED and again.runs == 1  # delivery, not a new run
+    assert again.reply == Reply("look", (image,), Credits(2.5, 97), "s1", ok.turn_id, True)
+    assert again.credits_charged == 2.5 and again.latency_ms == 12
+    failed = await store.turns.load(err.turn_id)
+    assert failed is not None and isinstance(failed.error, RateLimited)
+    assert failed.error.retry_after == 3 and failed.outcome is failed.error
+    await store.turns.finish(ok.turn_id, "w2", TurnStatus.DELIVERED)
+    async with store.engine.connect() as conn:
+        kept = await conn.scalar(select(func.count()).select_from(TurnImageRow))
+    assert kept == 0  # delivered: the image bytes are no longer kept
+
+
+async def test_a_failed_delivery_waits_for_its_retry_time(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    assert await store.turns.record(turn("ev1"))
+    claimed = await store.turns.claim("w", ["slack"], LEASE)
+    assert claimed is not None
+    assert await store.turns.complete(claimed.turn_id, "w", Reply("hi"), latency_ms=1)
+    await store.turns.save_posted(claimed.turn_id, '{"pieces": 1}')
+    await store.turns.postpone(
+        claimed.turn_id, "w", retry_at=clock.now + timedelta(seconds=4), delivery_attempts=1
+    )
+    assert await store.turns.claim("w", ["slack"], LEASE) is None
+    clock.tick(seconds=4)
+    due = await store.turns.claim("w", ["slack"], LEASE)
+    assert due is not None and due.delivery_attempts == 1 and due.posted == '{"pieces": 1}'
+
+
+async def test_prune_removes_only_old_finished_turns(clock_store: tuple[SqlStore, Clock]) -> None:
+    store, clock = clock_store
+    for n, key in enumerate(("old", "open")):
+        clock.tick(seconds=1)
+        assert await store.turns.record(turn(key, thread(n)))
+    claimed = await store.turns.claim("w", ["slack"], LEASE)
+    assert claimed is not None and claimed.event_key == "old"
+    await store.turns.complete(claimed.turn_id, "w", Reply("x"), latency_ms=1)
+    await store.turns.finish(claimed.turn_id, "w", TurnStatus.DELIVERED)
+    clock.tick(days=31)
+    assert await store.turns.prune(clock.now - timedelta(days=30)) == 1
+    assert await store.turns.get("old") is None and await store.turns.get("open") is not None
+
+
+async def test_many_workers_claim_each_turn_exactly_once(database: Database) -> None:
+    """Four replicas (their own pools) claim at once: every turn once, a thread's in order."""
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, pool_size=2)
+            )
+            for _ in range(4)
+        ]
+        for n in range(30):
+            assert await stores[0].turns.record(turn(f"ev{n}", thread(n % 6)))
+        claimed: list[Turn] = []
+
+        async def worker(store: SqlStore, name: str) -> None:
+            while len(claimed) < 30:
+                got = await store.turns.claim(name, ["slack"], LEASE)
+                if got is None:  # the rest are taken, or wait behind a running turn
+                    await asyncio.sleep(0.005)  # polling the ledger
+                    continue
+                claimed.append(got)
+                assert await store.turns.complete(got.turn_id, name, Reply("ok"), latency_ms=1)
+                await store.turns.finish(got.turn_id, name, TurnStatus.DELIVERED)
+
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(stores)))
+    keys = [t.event_key for t in claimed]
+    assert sorted(keys) == sorted(f"ev{n}" for n in range(30)) and len(set(keys)) == 30
+    for n in range(6):  # each thread's turns ran in the order they were recorded
+        in_thread = [int(k[2:]) for k in keys if int(k[2:]) % 6 == n]
+        assert in_thread == sorted(in_thread)
+
+
+async def test_migrating_the_old_ledger_keeps_its_turns(database: Database) -> None:
+    from alembic import command
+
+    from storage.engine import alembic_config
+
+    engine = create_engine(database.url, connect_args=database.connect_args)
+    try:
+        async with engine.begin() as conn:
+
+            def to_0001(sync: object) -> None:
+                config = alembic_config()
+                config.attributes["connection"] = sync
+                command.upgrade(config, "0001")
+
+            await conn.run_sync(to_0001)
+            for key, status in (("done", "done"), ("stuck", "pending"), ("bad", "failed")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO turns (turn_id, event_key, platform, thread_key, user_key,"
+                        " kind, status, created_at, error) VALUES (:k, :k, 'slack', 't', 'u',"
+                        " 'ask', :s, :c, 'Boom')"
+                    ),
+                    {"k": key, "s": status, "c": T0},
+                )
+    finally:
+        await engine.dispose()
+    async with open_store(database.url, connect_args=database.connect_args) as store:
+        done, stuck, bad = [await store.turns.get(k) for k in ("done", "stuck", "bad")]
+        assert done is not None and done.status is TurnStatus.DELIVERED
+        assert stuck is not None and stuck.status is TurnStatus.FAILED and stuck.error is None
+        assert bad is not None and bad.status is TurnStatus.FAILED
+        assert await store.turns.claim("w", ["slack"], LEASE) is None  # nothing to resume
