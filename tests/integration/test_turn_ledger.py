@@ -4,9 +4,10 @@ dedupe, claims and leases, per-thread order, outcomes, delivery retries, pruning
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
@@ -15,10 +16,12 @@ from sqlalchemy import func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from core.conversation.service import ConversationConfig, ConversationService
 from core.errors import RateLimited
 from core.models import (
     ChatUser,
     Credits,
+    IncomingMessage,
     Reply,
     ReplyImage,
     SamsarCall,
@@ -28,10 +31,13 @@ from core.models import (
     TurnRequest,
     TurnStatus,
 )
+from core.turns.worker import WorkerConfig
 from storage.engine import create_engine
 from storage.store import SqlStore, open_store
 from storage.tables import TurnImageRow, TurnRow
-from tests.integration.conftest import Database
+from tests.fakes import FakeSamsar
+from tests.integration.conftest import Database, needs_postgres
+from tests.turns import driving
 
 ALICE = ChatUser("slack", "U1", workspace_id="T1", display_name="Alice")
 LEASE = timedelta(seconds=30)
@@ -283,3 +289,47 @@ async def test_migrating_the_old_ledger_keeps_its_turns(database: Database) -> N
         assert stuck is not None and stuck.status is TurnStatus.FAILED and stuck.error is None
         assert bad is not None and bad.status is TurnStatus.FAILED
         assert await store.turns.claim("w", ["slack"], LEASE) is None  # nothing to resume
+
+
+@needs_postgres
+async def test_a_hundred_turns_in_flight_stay_within_the_pool(pg_database: Database) -> None:
+    """Nothing holds a connection while Samsar works: one replica with 100 turns waiting on
+    Samsar has no more PostgreSQL connections open than its pool allows."""
+    name = f"budget-{uuid.uuid4().hex[:8]}"
+    settings = {**pg_database.connect_args["server_settings"], "application_name": name}
+    args = {"server_settings": settings}
+    samsar = FakeSamsar(start_credits=10)
+    samsar.gate = asyncio.Event()
+    async with open_store(pg_database.url, connect_args=args, pool_size=5) as store:
+        config = WorkerConfig(max_running=128)
+        plain = ConversationService(samsar, store, ConversationConfig(), worker=config)
+        async with driving(plain) as bot:
+            users = [ChatUser("slack", f"U{n}", workspace_id="T1") for n in range(100)]
+            asks = [
+                asyncio.create_task(bot.ask(IncomingMessage(f"e{n}", user, thread(n), "hi")))
+                for n, user in enumerate(users)
+            ]
+            async with asyncio.timeout(60):
+                await samsar.wait_for_completions(100)  # all hundred are waiting on Samsar
+            async with pg_connections(pg_database) as count:
+                held = await count(name)
+            samsar.gate.set()
+            replies = await asyncio.gather(*asks)
+    assert 1 <= held <= 5
+    assert all(r is not None for r in replies)
+
+
+@contextlib.asynccontextmanager
+async def pg_connections(database: Database) -> AsyncIterator[Callable[[str], Awaitable[int]]]:
+    """Counts the server's connections of one application name."""
+    engine = create_engine(database.url, pool_size=1, max_overflow=0)
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+
+    async def count(name: str) -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(query, {"name": name})).scalar_one())
+
+    try:
+        yield count
+    finally:
+        await engine.dispose()
