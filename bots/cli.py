@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
@@ -35,9 +36,22 @@ app.add_typer(credits_app, name="credits")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise _fail(settings_problems(exc)) from None
     logs.configure(settings.log_level)
     return settings
+
+
+def settings_problems(error: ValidationError) -> str:
+    """One line per invalid setting: its variable and why, never its value (it may be secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        reason = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"Invalid setting {name}: {reason}.")
+    return "\n".join(lines)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.samsar.client import check_base_url
+
 DEFAULT_SAMSAR_BASE_URL = "https://api.samsar.one/v1"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -75,5 +77,5 @@ class Settings(BaseSettings):
 
     @field_validator("samsar_base_url")
     @classmethod
-    def _trim_base_url(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _safe_base_url(cls, value: str) -> str:
+        return check_base_url(value).rstrip("/")

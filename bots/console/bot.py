@@ -116,6 +116,8 @@ class ConsoleBot:
             path.write_bytes(image.data)
             caption = f" — {image.revised_prompt}" if image.revised_prompt else ""
             self.say(f"[image] {path.resolve()}{caption}")
+        if problems := texts.image_problems_line(reply.image_problems, reply.credits):
+            self.say(problems)
         line = texts.credits_line(reply.credits)
         if line:
             self.say(f"  ({line})")

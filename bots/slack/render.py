@@ -23,6 +23,8 @@ from core.models import Reply, ReplyImage
 log = logging.getLogger(__name__)
 
 Block = dict[str, Any]
+ANSWER_PIECES = 5
+"""A longer answer is not posted whole: its beginning, then the whole of it as a file."""
 
 
 def section(text: str) -> Block:
@@ -35,6 +37,14 @@ def context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
+def beginning(pieces: list[str]) -> tuple[list[str], bool]:
+    """The pieces to post, and whether the whole answer must follow as a file: past
+    ANSWER_PIECES, only the beginning is posted, closed by a note that names the file."""
+    if len(pieces) <= ANSWER_PIECES:
+        return list(pieces), False
+    return [*pieces[: ANSWER_PIECES - 1], escape(shared_texts.LONG_ANSWER)], True
+
+
 class Renderer:
     """Turns core's `Reply` (or an error sentence) into Slack messages and files."""
 
@@ -42,9 +52,12 @@ class Renderer:
         self._client = client
 
     async def answer(self, place: Place, reply: Reply, placeholder_ts: str | None) -> None:
-        """The reply's text in pieces (the first replaces the placeholder), then its images.
-        An answer with neither text nor images says so rather than leave the placeholder."""
-        pieces = split_mrkdwn(to_mrkdwn(reply.text))
+        """The reply's text in pieces (the first replaces the placeholder; of a long one only
+        the beginning, then the whole as answer.md), then its images. An answer with neither
+        text nor images says so rather than leave the placeholder."""
+        pieces, whole = beginning(split_mrkdwn(to_mrkdwn(reply.text)))
+        if problems := shared_texts.image_problems_line(reply.image_problems, reply.credits):
+            pieces.append(escape(problems))
         if not pieces and not reply.images:
             pieces = [escape(texts.NOTHING_SAID)]
         credits = shared_texts.credits_line(reply.credits)
@@ -59,6 +72,8 @@ class Renderer:
             )
         if not messages and placeholder_ts is not None:
             await self._delete(place, placeholder_ts)  # images alone: they are the answer
+        if whole:
+            await self._upload_answer(place, reply.text)
         for image in reply.images:
             await self._upload(place, image)
         log.info(
@@ -124,6 +139,23 @@ class Renderer:
             log.error(
                 "ephemeral failed", extra={"channel": place.channel, "error": error_code(exc)}
             )
+
+    async def _upload_answer(self, place: Place, text: str) -> None:
+        """The whole answer, as written (Markdown), as a file in the thread."""
+        try:
+            await self._client.files_upload_v2(
+                channel=place.channel,
+                thread_ts=place.thread_ts,
+                content=text,
+                filename=shared_texts.ANSWER_FILE,
+                title=shared_texts.ANSWER_FILE,
+            )
+        except WEB_API_ERRORS as exc:
+            log.error(
+                "answer file upload failed",
+                extra={"channel": place.channel, "error": error_code(exc)},
+            )
+            await self.say(place, shared_texts.ANSWER_FILE_FAILED)
 
     async def _upload(self, place: Place, image: ReplyImage) -> None:
         title = image.revised_prompt or image.filename

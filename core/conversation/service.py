@@ -225,6 +225,7 @@ class ConversationService:
             text=completion.text,
             images=images,
             credits=completion.credits,
+            image_problems=completion.image_problems,
             session_id=session.session_id,
             turn_id=turn.turn_id,
             new_session=new_session,
