@@ -20,6 +20,7 @@ from core.models import (
     Credits,
     ExternalIdentity,
     GeneratedImage,
+    ImageProblem,
     LoginLink,
     StoredUser,
     ThreadRef,
@@ -177,6 +178,7 @@ class FakeSamsar:
         self.session_owner: dict[str, str] = {}
         self.fail_next: list[Exception] = []
         self.gate: asyncio.Event | None = None  # when set, completions wait for it
+        self.image_problems: tuple[ImageProblem, ...] = ()  # pictures each completion lacks
         self.start_credits = start_credits
         self.cost = cost
         self._ids = itertools.count(1)
@@ -241,6 +243,7 @@ class FakeSamsar:
             text=f"echo: {request.text}",
             images=images if request.force_image else (),
             credits=Credits(charged=cost, remaining=self.balances[owner]),
+            image_problems=self.image_problems,
         )
 
     async def set_user_prompt(

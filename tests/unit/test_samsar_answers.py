@@ -23,9 +23,10 @@ PNG = picture("PNG")
 REQUEST = CompletionRequest("sess-1", "draw a cat")
 
 
-def png_claiming(width: int, height: int) -> bytes:
+def png_claiming(width: int, height: int, padding: int = 0) -> bytes:
     """A well-formed PNG header claiming `width`×`height`, with a tiny (short) pixel stream:
-    what a decompression bomb looks like from the outside."""
+    what a decompression bomb looks like from the outside (`padding` bytes of text make it
+    as large a file as wanted)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -35,6 +36,7 @@ def png_claiming(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
+        + (chunk(b"tEXt", b"Comment\x00" + b"x" * padding) if padding else b"")
         + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
         + chunk(b"IEND", b"")
     )
