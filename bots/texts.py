@@ -78,9 +78,11 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
                 f"Buy more with `{commands.buy} <credits>` and try again."
             )
         case errors.RateLimited():
-            wait = (
-                f" in about {round(error.retry_after)} s" if error.retry_after else " in a minute"
-            )
+            wait = " in a minute"
+            if error.retry_after and error.retry_after > _LONGEST_WAIT_SHOWN:
+                wait = " later"  # an odd Retry-After (days, years) is not read out
+            elif error.retry_after:
+                wait = f" in about {round(error.retry_after)} s"
             return f"Samsar is busy right now (rate limited). Please try again{wait}."
         case errors.SamsarTimeout():
             return (
@@ -121,6 +123,7 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
 
 
 UNEXPECTED = "Something went wrong. Please try again."
+_LONGEST_WAIT_SHOWN = 3600.0
 MISCONFIGURED = (
     "The bot is misconfigured right now, and its operator has been told. Please try again later."
 )

@@ -59,6 +59,8 @@ def read_completion(body: dict[str, Any]) -> ReadCompletion:
     calls: list[ImageCall] = []
     for index, item in enumerate(output or ()):
         kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str):
+            kind = None
         if kind == "message":
             parts.extend(_message_text(item, index, skipped))
         elif kind == "image_generation_call":
@@ -143,8 +145,6 @@ def _string(value: object, name: str, skipped: list[str]) -> str | None:
     return None
 
 
-def _name(kind: object, item: object) -> str:
+def _name(kind: str | None, item: object) -> str:
     """A short, safe label of an item nobody asked for: its type, never its content."""
-    if isinstance(kind, str):
-        return kind[:40]
-    return type(item).__name__
+    return kind[:40] if kind is not None else type(item).__name__

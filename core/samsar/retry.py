@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -150,11 +151,13 @@ def error_message(body: object) -> str | None:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP date); None if unusable."""
+    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP date); None if unusable
+    (or too large to be a number)."""
     if value is None or not (text := value.strip()):
         return None
     if _SECONDS.fullmatch(text):
-        return float(text)
+        seconds = float(text)  # "9" * 400 is a valid delta, and infinite as a float
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

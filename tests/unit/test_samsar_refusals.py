@@ -4,12 +4,13 @@ key as the operator's problem, and Samsar's own words only in the log."""
 from __future__ import annotations
 
 import logging
+import math
 
 import httpx
 import pytest
 
 from bots import texts
-from core.errors import AuthenticationFailed, BadRequest, InsufficientCredits
+from core.errors import AuthenticationFailed, BadRequest, InsufficientCredits, RateLimited
 from core.models import CompletionRequest
 from core.samsar.retry import RetryPolicy
 from tests.unit.samsar_rig import API_KEY, KEY, USER, MakeRig, raises
@@ -78,3 +79,17 @@ async def test_samsar_words_reach_the_log_never_the_member(
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert RAW in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        (None, "in a minute"),
+        (30.0, "in about 30 s"),
+        (86_400 * 365.0, "later"),
+        (math.inf, "later"),
+    ],
+)
+def test_an_odd_retry_after_is_not_read_out(retry_after: float | None, wait: str) -> None:
+    said = texts.describe(RateLimited("429", retry_after=retry_after))
+    assert said == f"Samsar is busy right now (rate limited). Please try again {wait}."

@@ -89,6 +89,7 @@ NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
         ("Tue, 01 Jan 2030 12:00:20 GMT", 20.0),
         ("Tue, 01 Jan 2030 11:59:00 GMT", 0.0),
         ("-5", None),
+        ("9" * 400, None),  # a valid delta, infinite as a float
         ("soon", None),
         ("", None),
         (None, None),
