@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
-from core.errors import BotError
+from core.errors import AuthenticationFailed, BotError
 from core.models import ChatUser
 from core.settings import Settings
 
@@ -65,6 +65,8 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str) -> T | None:
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
+    except AuthenticationFailed:
+        raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
     except BotError as exc:
         raise _fail(texts.describe(exc)) from None
     except KeyboardInterrupt:

@@ -127,6 +127,8 @@ _LONGEST_WAIT_SHOWN = 3600.0
 MISCONFIGURED = (
     "The bot is misconfigured right now, and its operator has been told. Please try again later."
 )
+KEY_REFUSED = "The Samsar key was refused: check SAMSAR_API_KEY."
+"""What the operator reads in the CLI when Samsar refuses the key (members read MISCONFIGURED)."""
 
 
 def _input_rejected(error: errors.InputRejected) -> str:
