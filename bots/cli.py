@@ -8,14 +8,17 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
-from core.errors import BotError
+from bots.supervisor import AllPlatformsFailed, Platform, serve
+from core.errors import AuthenticationFailed, BotError
 from core.models import ChatUser
 from core.settings import Settings
 
@@ -35,9 +38,22 @@ app.add_typer(credits_app, name="credits")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise _fail(settings_problems(exc)) from None
     logs.configure(settings.log_level)
     return settings
+
+
+def settings_problems(error: ValidationError) -> str:
+    """One line per invalid setting: its variable and why, never its value (it may be secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        reason = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"Invalid setting {name}: {reason}.")
+    return "\n".join(lines)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -51,6 +67,8 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str) -> T | None:
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
+    except AuthenticationFailed:
+        raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
     except BotError as exc:
         raise _fail(texts.describe(exc)) from None
     except KeyboardInterrupt:
@@ -85,37 +103,48 @@ def console(
 
 @app.command()
 def run() -> None:
-    """Start every platform bot that has credentials, on one core, until interrupted."""
+    """Start every platform bot that has credentials, on one core, until SIGTERM or Ctrl-C."""
     settings = _settings()
-    runners = _platform_runners(settings)
-    if not runners:
+    platforms = _platforms(settings)
+    if not platforms:
         raise _fail(
             "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
             "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
         )
 
     async def main() -> None:
-        async with wire(settings) as wired, asyncio.TaskGroup() as group:
-            for runner in runners:
-                group.create_task(runner(wired))
+        async with wire(settings) as wired:
+            await serve(
+                [
+                    Platform(name, partial(runner, wired), fatal)
+                    for name, runner, fatal in platforms
+                ],
+                drain=wired.service.worker.drain,
+                grace=settings.shutdown_grace,
+            )
 
-    _execute(main(), needs="to run the bots")
+    try:
+        _execute(main(), needs="to run the bots")
+    except AllPlatformsFailed as exc:
+        raise _fail(f"Every platform stopped for good ({exc}); see the log above.") from None
 
 
-def _platform_runners(settings: Settings) -> list[Runner]:
+def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseException], bool]]]:
     """The bots that have credentials (imported only then: each platform library is heavy)."""
-    runners: list[Runner] = []
+    platforms: list[tuple[str, Runner, Callable[[BaseException], bool]]] = []
     if settings.discord_token is not None:
+        from bots.discord.bot import is_fatal as discord_fatal
         from bots.discord.bot import run_discord
 
-        runners.append(run_discord)
+        platforms.append(("discord", run_discord, discord_fatal))
     if settings.slack_bot_token is not None and (
         settings.slack_app_token is not None or settings.slack_signing_secret is not None
     ):
+        from bots.slack.transport import is_fatal as slack_fatal
         from bots.slack.transport import run_slack
 
-        runners.append(run_slack)
-    return runners
+        platforms.append(("slack", run_slack, slack_fatal))
+    return platforms
 
 
 @app.command("sandbox")

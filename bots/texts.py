@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import errors
-from core.models import Credits
+from core.models import Credits, ImageProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,31 @@ def credits_line(credits: Credits) -> str | None:
     return " · ".join(parts) if parts else None
 
 
+def image_problems_line(problems: tuple[ImageProblem, ...], credits: Credits) -> str | None:
+    """What became of pictures that are not in the answer, and what the answer still cost."""
+    if not problems:
+        return None
+    sentences = []
+    if missing := problems.count(ImageProblem.NOT_MADE):
+        subject = "The image" if missing == 1 else f"{missing} images"
+        sentences.append(f"{subject} could not be made: Samsar reported a failure.")
+    if broken := problems.count(ImageProblem.UNREADABLE):
+        subject, it = ("an image", "it is") if broken == 1 else (f"{broken} images", "they are")
+        sentences.append(f"Samsar sent {subject} the bot could not read, so {it} not shown.")
+    if credits.charged is not None:
+        noun = "credit" if credits.charged == 1 else "credits"
+        sentences.append(f"This answer still used {_credits_number(credits.charged)} {noun}.")
+    return " ".join(sentences)
+
+
+ANSWER_FILE = "answer.md"
+LONG_ANSWER = (
+    f"This answer is long, so only its beginning is shown here: the whole answer is in "
+    f"the attached file {ANSWER_FILE}."
+)
+ANSWER_FILE_FAILED = f"The file {ANSWER_FILE} with the whole answer could not be attached."
+
+
 def balance_text(remaining: float | None) -> str:
     """The answer to a credits command."""
     if remaining is None:
@@ -53,9 +78,11 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
                 f"Buy more with `{commands.buy} <credits>` and try again."
             )
         case errors.RateLimited():
-            wait = (
-                f" in about {round(error.retry_after)} s" if error.retry_after else " in a minute"
-            )
+            wait = " in a minute"
+            if error.retry_after and error.retry_after > _LONGEST_WAIT_SHOWN:
+                wait = " later"  # an odd Retry-After (days, years) is not read out
+            elif error.retry_after:
+                wait = f" in about {round(error.retry_after)} s"
             return f"Samsar is busy right now (rate limited). Please try again{wait}."
         case errors.SamsarTimeout():
             return (
@@ -65,7 +92,7 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
         case errors.SamsarUnreachable() | errors.UpstreamError():
             return "Samsar is unavailable right now. Please try again in a few minutes."
         case errors.AuthenticationFailed():
-            return "The bot's Samsar key was refused. Please tell the bot's operator."
+            return MISCONFIGURED
         case errors.MalformedResponse():
             return "Samsar sent an answer the bot could not read. Please try again."
         case errors.NotFound():
@@ -73,8 +100,14 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
                 "Samsar no longer knows this conversation. "
                 f"Start a new one with `{commands.reset}`."
             )
+        case errors.BadRequest() if error.status == 413:
+            return "That was too large for Samsar. Send a shorter message or smaller images."
         case errors.BadRequest():
-            return f"Samsar refused this request: {_short(error.message)}"
+            # Samsar's own words stay in the log: they may be technical, or quote our request.
+            return (
+                "Samsar could not accept this request. Try rephrasing it; if it keeps "
+                "happening, the bot's operator can find the details in the log."
+            )
         case errors.NotThreadOwner():
             owner = f" belongs to {error.owner_display}" if error.owner_display else " is not yours"
             return (
@@ -90,6 +123,12 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
 
 
 UNEXPECTED = "Something went wrong. Please try again."
+_LONGEST_WAIT_SHOWN = 3600.0
+MISCONFIGURED = (
+    "The bot is misconfigured right now, and its operator has been told. Please try again later."
+)
+KEY_REFUSED = "The Samsar key was refused: check SAMSAR_API_KEY."
+"""What the operator reads in the CLI when Samsar refuses the key (members read MISCONFIGURED)."""
 
 
 def _input_rejected(error: errors.InputRejected) -> str:
@@ -110,10 +149,6 @@ def _input_rejected(error: errors.InputRejected) -> str:
             return "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
         case _:
             return f"That value is not valid: {error.detail or 'check the command'}."
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def duplicate_ignored() -> str:

@@ -3,11 +3,11 @@
     BotError
     ├── SamsarError                 the Samsar API failed (carries status, request id)
     │   ├── AuthenticationFailed    401/403: the platform API key is wrong or revoked
-    │   ├── InsufficientCredits     402 (or a credits message): the member must buy credits
+    │   ├── InsufficientCredits     402: the member must buy credits
     │   ├── NotFound                404
     │   ├── BadRequest              400/409/413/422: Samsar refused the input
     │   ├── RateLimited             429 (retry_after seconds when Samsar said so)
-    │   ├── UpstreamError           5xx
+    │   ├── UpstreamError           5xx (and 408, or any unexpected status)
     │   ├── SamsarTimeout           no answer in time
     │   ├── SamsarUnreachable       connection failed
     │   └── MalformedResponse       a 2xx body we cannot read

@@ -129,6 +129,13 @@ class GeneratedImage:
     revised_prompt: str | None = None
 
 
+class ImageProblem(enum.StrEnum):
+    """Why a picture the assistant set out to make is not in the answer."""
+
+    NOT_MADE = "not_made"  # an image_generation_call without a result (failed, cut short)
+    UNREADABLE = "unreadable"  # a result that does not decode as a picture
+
+
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """What core asks of one assistant completion."""
@@ -145,12 +152,13 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """The assistant's answer: text, decoded images, response id and credits."""
+    """The assistant's answer: text, decoded images, response id, credits, missing pictures."""
 
     response_id: str | None
     text: str
     images: tuple[GeneratedImage, ...]
     credits: Credits
+    image_problems: tuple[ImageProblem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +210,7 @@ class Reply:
     session_id: str | None = None
     turn_id: str | None = None
     new_session: bool = False
+    image_problems: tuple[ImageProblem, ...] = ()  # pictures that could not be delivered
 
 
 # --- stored state (repositories speak these, never table rows) ----------------------

@@ -8,7 +8,12 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.samsar.client import check_base_url
+
 DEFAULT_SAMSAR_BASE_URL = "https://api.samsar.one/v1"
+DEFAULT_DISCORD_API_URL = "https://discord.com/api/v10"
+DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -62,6 +67,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_port: int = 3000
+    # Where the platforms' APIs are (for proxies and tests; the defaults are the real ones).
+    discord_api_url: str = DEFAULT_DISCORD_API_URL
+    discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+
+    # Seconds `samsar-bot run` lets running turns finish after SIGTERM/SIGINT
+    shutdown_grace: float = Field(120.0, ge=0)
 
     # Console bot
     console_image_dir: Path = Path("./images")
@@ -81,5 +93,5 @@ class Settings(BaseSettings):
 
     @field_validator("samsar_base_url")
     @classmethod
-    def _trim_base_url(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _safe_base_url(cls, value: str) -> str:
+        return check_base_url(value).rstrip("/")

@@ -11,6 +11,7 @@ from core.models import (
     ChatUser,
     Credits,
     ImageOptions,
+    ImageProblem,
     Reply,
     ReplyImage,
     SamsarCall,
@@ -64,6 +65,7 @@ def dump_reply(reply: Reply) -> str:
             "credits": asdict(reply.credits),
             "session_id": reply.session_id,
             "new_session": reply.new_session,
+            "image_problems": [problem.value for problem in reply.image_problems],
             "images": [
                 {"mime": i.mime, "filename": i.filename, "revised_prompt": i.revised_prompt}
                 for i in reply.images
@@ -97,6 +99,7 @@ def load_reply(raw: str, turn_id: str, images: list[TurnImageRow]) -> Reply:
             ReplyImage(row.data, row.mime, row.filename, row.revised_prompt) for row in kept
         ),
         credits=Credits(**data["credits"]),
+        image_problems=tuple(ImageProblem(p) for p in data.get("image_problems", ())),
         session_id=data.get("session_id"),
         turn_id=turn_id,
         new_session=bool(data.get("new_session")),

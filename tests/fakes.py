@@ -20,6 +20,7 @@ from core.models import (
     Credits,
     ExternalIdentity,
     GeneratedImage,
+    ImageProblem,
     LoginLink,
     Reply,
     SamsarCall,
@@ -294,6 +295,7 @@ class FakeSamsar:
         self.fail_completions: list[Exception] = []  # the next completions fail
         self.answered: dict[str, Completion] = {}
         self.gate: asyncio.Event | None = None  # when set, completions wait for it
+        self.image_problems: tuple[ImageProblem, ...] = ()  # pictures each completion lacks
         self.start_credits = start_credits
         self.cost = cost
         self._ids = itertools.count(1)
@@ -367,6 +369,7 @@ class FakeSamsar:
             text=f"echo: {request.text}",
             images=images if request.force_image else (),
             credits=Credits(charged=cost, remaining=self.balances[owner]),
+            image_problems=self.image_problems,
         )
 
     async def set_user_prompt(

@@ -72,6 +72,8 @@ class ConsoleChannel:
             path.write_bytes(image.data)
             caption = f" — {image.revised_prompt}" if image.revised_prompt else ""
             self._say(f"[image] {path.resolve()}{caption}")
+        if problems := texts.image_problems_line(reply.image_problems, reply.credits):
+            self._say(problems)
         line = texts.credits_line(reply.credits)
         if line:
             self._say(f"  ({line})")

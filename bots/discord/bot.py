@@ -7,8 +7,10 @@ import sys
 from typing import Any
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
 
 from bots.bootstrap import App, MissingSettingError
 from bots.discord import errors
@@ -109,8 +111,19 @@ class SamsarDiscordBot(commands.Bot):
 
 async def run_discord(app: App) -> None:
     """Run the Discord bot on the wired app until cancelled (needs DISCORD_TOKEN)."""
-    token = app.settings.discord_token
+    settings = app.settings
+    token = settings.discord_token
     if token is None:
         raise MissingSettingError("DISCORD_TOKEN")
-    async with SamsarDiscordBot(app.service, app.settings) as bot:
+    # discord.py reads both from class attributes: one bot per process, so this is its own.
+    discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    async with SamsarDiscordBot(app.service, settings) as bot:
         await bot.start(token.get_secret_value())
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Errors no restart can cure: a refused token, intents not enabled, a missing setting."""
+    return isinstance(
+        error, discord.LoginFailure | discord.PrivilegedIntentsRequired | MissingSettingError
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from bots.discord import texts
+from core.pictures import MAX_PIXELS, open_picture
 
 _QUALITIES = (90, 80, 70)
 _MIN_SIDE = 16
@@ -31,9 +32,13 @@ def fit_image(data: bytes, filename: str, limit: int) -> Fitted:
     if len(data) <= limit:
         return Fitted(data, filename)
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        # open_picture sets Pillow's pixel bound: a picture past twice the bound is refused
+        # (DecompressionBombError) rather than decoded into gigabytes of memory.
+        with open_picture(data) as opened:
+            if opened.width * opened.height > MAX_PIXELS:
+                raise CannotFit(filename)
             picture = _flatten(opened)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as exc:
         raise CannotFit(filename) from exc
     stem = filename.rsplit(".", 1)[0] or "image"
     encoded = b""

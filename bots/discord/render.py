@@ -18,6 +18,9 @@ from core.models import Reply, ReplyImage
 log = logging.getLogger(__name__)
 
 FILES_PER_MESSAGE = 10
+TEXT_MESSAGES = 5
+"""A longer answer is not posted whole: its beginning, then the whole of it as a file."""
+_CUT_MARK = "\n\n[cut at Discord's upload limit]\n"
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 _CAPTION_CHARS = 300
 _DESCRIPTION_CHARS = 1024
@@ -49,9 +52,11 @@ class Outgoing:
 
 async def render(reply: Reply, *, upload_limit: int, with_text: bool = True) -> list[Outgoing]:
     """The messages of a reply; `with_text` False keeps only captions when there are pictures."""
-    messages = [Outgoing(chunk) for chunk in split_message(reply.text)]
+    messages = text_messages(reply.text, upload_limit)
     if reply.images and not with_text:
         messages = []
+    if problems := shared.image_problems_line(reply.image_problems, reply.credits):
+        messages.append(Outgoing(problems))
     messages.extend(await _pictures(reply.images, upload_limit))
     if not messages:
         messages.append(Outgoing(texts.NO_ANSWER))
@@ -64,6 +69,27 @@ async def render(reply: Reply, *, upload_limit: int, with_text: bool = True) -> 
         else:
             messages.append(Outgoing(tail))
     return messages
+
+
+def text_messages(text: str, upload_limit: int) -> list[Outgoing]:
+    """The answer's text in messages; past TEXT_MESSAGES, its beginning and then a note with
+    the whole answer attached as a Markdown file."""
+    chunks = split_message(text)
+    if len(chunks) <= TEXT_MESSAGES:
+        return [Outgoing(chunk) for chunk in chunks]
+    log.info("long answer attached as a file", extra={"chars": len(text), "chunks": len(chunks)})
+    whole = Upload(_within(text, upload_limit), shared.ANSWER_FILE, "The whole answer")
+    beginning = [Outgoing(chunk) for chunk in chunks[: TEXT_MESSAGES - 1]]
+    return [*beginning, Outgoing(shared.LONG_ANSWER, [whole])]
+
+
+def _within(text: str, limit: int) -> bytes:
+    """The text as UTF-8, cut (on a character boundary, and said so) to at most `limit` bytes."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return data
+    cut = _CUT_MARK.encode("utf-8")
+    return data[: max(limit - len(cut), 0)].decode("utf-8", "ignore").encode("utf-8") + cut
 
 
 async def _pictures(images: tuple[ReplyImage, ...], limit: int) -> list[Outgoing]:

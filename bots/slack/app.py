@@ -83,7 +83,9 @@ class SlackBot:
         if client is None:
             if settings.slack_bot_token is None:
                 raise ValueError("SLACK_BOT_TOKEN is not set")
-            client = slack_client(settings.slack_bot_token.get_secret_value())
+            client = slack_client(
+                settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+            )
         self.client = client
         self.tasks = Background()
         self._recent = RecentKeys()

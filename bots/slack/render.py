@@ -26,6 +26,8 @@ from core.models import Reply, ReplyImage
 log = logging.getLogger(__name__)
 
 Block = dict[str, Any]
+ANSWER_PIECES = 5
+"""A longer answer is not posted whole: its beginning, then the whole of it as a file."""
 
 
 def section(text: str) -> Block:
@@ -38,6 +40,14 @@ def context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
+def beginning(pieces: list[str]) -> tuple[list[str], bool]:
+    """The pieces to post, and whether the whole answer must follow as a file: past
+    ANSWER_PIECES, only the beginning is posted, closed by a note that names the file."""
+    if len(pieces) <= ANSWER_PIECES:
+        return list(pieces), False
+    return [*pieces[: ANSWER_PIECES - 1], escape(shared_texts.LONG_ANSWER)], True
+
+
 class Renderer:
     """Turns core's `Reply` (or an error sentence) into Slack messages and files."""
 
@@ -47,10 +57,13 @@ class Renderer:
     async def answer(
         self, place: Place, reply: Reply, sent: Sent, save: Callable[[], Awaitable[None]]
     ) -> None:
-        """The reply's text in pieces (the first replaces the placeholder), then its images,
-        going on from what `sent` says is posted already (and noting each post through `save`).
-        An answer with neither text nor images says so rather than leave the placeholder."""
-        pieces = split_mrkdwn(to_mrkdwn(reply.text))
+        """The reply's text in pieces (the first replaces the placeholder; of a long one only
+        the beginning, then the whole as answer.md), then its images, going on from what
+        `sent` says is posted already (and noting each post through `save`). An answer with
+        neither text nor images says so rather than leave the placeholder."""
+        pieces, whole = beginning(split_mrkdwn(to_mrkdwn(reply.text)))
+        if problems := shared_texts.image_problems_line(reply.image_problems, reply.credits):
+            pieces.append(escape(problems))
         if not pieces and not reply.images:
             pieces = [escape(texts.NOTHING_SAID)]
         credits = shared_texts.credits_line(reply.credits)
@@ -68,6 +81,10 @@ class Renderer:
         if sent.placeholder is not None:  # images alone: they are the answer
             await self.delete(place, sent.placeholder)
             sent.placeholder = None
+            await save()
+        if whole and not sent.answer_file:
+            await self._upload_answer(place, reply.text)
+            sent.answer_file = True
             await save()
         for index, image in enumerate(reply.images):
             if index < sent.images:
@@ -136,6 +153,16 @@ class Renderer:
             log.error(
                 "ephemeral failed", extra={"channel": place.channel, "error": error_code(exc)}
             )
+
+    async def _upload_answer(self, place: Place, text: str) -> None:
+        """The whole answer, as written (Markdown), as a file in the thread."""
+        await self._client.files_upload_v2(
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            content=text,
+            filename=shared_texts.ANSWER_FILE,
+            title=shared_texts.ANSWER_FILE,
+        )
 
     async def _upload(self, place: Place, image: ReplyImage) -> None:
         title = image.revised_prompt or image.filename

@@ -46,6 +46,7 @@ class Sent:
 
     placeholder: str | None = None  # ts of the "Thinking…" message, until the answer takes it
     pieces: int = 0  # text messages of the answer already posted
+    answer_file: bool = False  # a long answer's whole text is uploaded as answer.md
     images: int = 0  # images already uploaded
     slow: bool = False  # the member was told Samsar is slow
     status: bool = False  # an assistant status line is up

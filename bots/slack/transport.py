@@ -11,6 +11,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.bootstrap import App, MissingSettingError
@@ -95,3 +96,16 @@ async def run_slack(
                 await asyncio.Event().wait()
     finally:
         await bot.close()
+
+
+# Web API errors that say the tokens are wrong: restarting cannot help.
+_FATAL_SLACK_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
+)
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Errors no restart can cure: refused tokens, a missing setting."""
+    if isinstance(error, MissingSettingError):
+        return True
+    return isinstance(error, SlackApiError) and error.response.get("error") in _FATAL_SLACK_ERRORS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import math
@@ -13,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
-from core.errors import MalformedResponse, SamsarError, SamsarTimeout, SamsarUnreachable
+from core.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    MalformedResponse,
+    SamsarError,
+    SamsarTimeout,
+    SamsarUnreachable,
+)
 from core.models import (
     Balance,
     CheckoutLink,
@@ -24,6 +32,7 @@ from core.models import (
     LoginLink,
 )
 from core.samsar import wire
+from core.samsar.completion import pictures, read_completion
 from core.samsar.retry import RetryPolicy, Sleep, error_from_response, run_with_retry
 
 if TYPE_CHECKING:
@@ -54,6 +63,27 @@ def _number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _charged(value: float | None, where: str) -> float | None:
+    """A charge as Samsar reported it; a negative one is an oddity, logged and left unknown."""
+    if value is not None and value < 0:
+        _log.warning("negative credits charged", extra={"samsar_call": where, "value": value})
+        return None
+    return value
+
+
+def _remaining(value: float | None, where: str) -> float | None:
+    """A balance to show: a negative one (usage settled past zero) is logged and shown as 0."""
+    if value is not None and value < 0:
+        _log.warning("negative credits remaining", extra={"samsar_call": where, "value": value})
+        return 0.0
+    return value
+
+
+def _short_header(value: str | None, limit: int = 200) -> str | None:
+    """A header value kept for logs and errors, cut to `limit` characters."""
+    return value[:limit] if value is not None else None
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
@@ -65,6 +95,35 @@ def _positive(credits: int) -> int:
 
 
 _user = wire.ExternalUser.from_identity
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def check_base_url(url: str) -> str:
+    """`url` when it is https://, or http:// to a loopback host (127.0.0.0/8, ::1, localhost);
+    ValueError otherwise, since plain http would carry the API key in clear."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise ValueError("the Samsar base URL is not a valid URL") from exc
+    if parsed.scheme == "https" and parsed.host:
+        return url.strip()
+    if parsed.scheme == "http" and _is_loopback(parsed.host):
+        return url.strip()
+    if parsed.scheme == "http":
+        raise ValueError(
+            "the Samsar base URL must use https:// (http:// would send the API key in clear; "
+            "it is allowed only for 127.0.0.1, ::1 or localhost)"
+        )
+    raise ValueError("the Samsar base URL must be an https:// URL")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SamsarClient:
@@ -84,9 +143,7 @@ class SamsarClient:
         if not api_key.strip():
             raise ValueError("a Samsar API key is required")
         self._api_key = api_key
-        self._base_url = base_url.rstrip("/")
-        if httpx.URL(self._base_url).scheme not in ("http", "https"):
-            raise ValueError("the Samsar base URL must be http(s)")
+        self._base_url = check_base_url(base_url).rstrip("/")
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient()
         self._timeout = timeout
@@ -135,12 +192,20 @@ class SamsarClient:
         body = wire.CompletionBody.build(request, _user(user))
         route = "external_users/assistant/completion"
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
-        parsed = self._parse(wire.CompletionResponse, reply)
+        read = read_completion(reply.body)
+        if read.empty and read.skipped:
+            raise MalformedResponse(
+                f"POST {route}: no text or image in the completion body",
+                status=reply.status,
+                request_id=reply.request_id,
+            )
+        images, problems = await asyncio.to_thread(pictures, read.image_calls)
         return Completion(
-            response_id=parsed.id,
-            text=parsed.answer_text(),
-            images=parsed.images(status=reply.status, request_id=reply.request_id),
+            response_id=read.response_id,
+            text=read.text,
+            images=images,
             credits=reply.credits,
+            image_problems=tuple(problems),
         )
 
     async def set_user_prompt(
@@ -207,7 +272,8 @@ class SamsarClient:
         return wire.parse(model, reply.body, status=reply.status, request_id=reply.request_id)
 
     def _balance(self, reply: _Reply) -> Balance:
-        remaining = self._parse(wire.BalanceResponse, reply).remaining_credits
+        parsed = self._parse(wire.BalanceResponse, reply)
+        remaining = _remaining(parsed.remaining_credits, "remainingCredits")
         if remaining is None:
             remaining = reply.credits.remaining
         return Balance(remaining=remaining, credits=reply.credits)
@@ -248,17 +314,19 @@ class SamsarClient:
         return await run_with_retry(attempt, self._retry, sleep=self._sleep)
 
     async def _send(self, request: httpx.Request, route: str, attempt: int, limit: float) -> _Reply:
-        """One attempt, logged as one line (route, status, attempt, latency; never bodies)."""
+        """One attempt, logged as one line (route, status, attempt, latency, Samsar's error
+        message; never bodies). A refused API key is logged as the operator's error."""
         started, status, outcome = time.perf_counter(), None, "error"
+        error: SamsarError | None = None
         try:
             reply = await self._exchange(request, route, limit)
             status, outcome = reply.status, "ok"
             return reply
         except SamsarError as exc:
-            status, outcome = exc.status, type(exc).__name__
+            status, outcome, error = exc.status, type(exc).__name__, exc
             raise
         finally:
-            fields = {
+            fields: dict[str, object] = {
                 "samsar_method": request.method,
                 "samsar_route": route,
                 "samsar_status": status,
@@ -266,12 +334,18 @@ class SamsarClient:
                 "samsar_latency_ms": round((time.perf_counter() - started) * 1000),
                 "samsar_outcome": outcome,
             }
-            _log.log(
-                logging.DEBUG if outcome == "ok" else logging.INFO,
-                "samsar call method=%s route=%s status=%s attempt=%d latency_ms=%d outcome=%s",
-                *fields.values(),
-                extra=fields,
-            )
+            line = "samsar call method=%s route=%s status=%s attempt=%d latency_ms=%d outcome=%s"
+            level = logging.DEBUG if error is None else logging.INFO
+            if error is not None:
+                # Samsar's own words are for the operator's log; members read bots.texts.
+                fields["samsar_error"] = error.message
+                line += " error=%s"
+            if isinstance(error, AuthenticationFailed):
+                level = logging.ERROR
+                line = "operator error: Samsar refused the API key (check SAMSAR_API_KEY); " + line
+            elif isinstance(error, BadRequest):
+                level = logging.WARNING
+            _log.log(level, line, *fields.values(), extra=fields)
 
     async def _exchange(self, request: httpx.Request, route: str, limit: float) -> _Reply:
         where = f"{request.method} {route}"
@@ -284,10 +358,10 @@ class SamsarClient:
         except httpx.RequestError as exc:
             raise SamsarUnreachable(f"{where}: connection failed ({type(exc).__name__})") from exc
         status, headers = response.status_code, response.headers
-        request_id = headers.get("x-request-id")
+        request_id = _short_header(headers.get("x-request-id"))
         credits = Credits(
-            charged=_number(headers.get("x-credits-charged")),
-            remaining=_number(headers.get("x-credits-remaining")),
+            charged=_charged(_number(headers.get("x-credits-charged")), where),
+            remaining=_remaining(_number(headers.get("x-credits-remaining")), where),
         )
         if not 200 <= status < 300:
             raise error_from_response(
@@ -301,7 +375,7 @@ class SamsarClient:
             )
         try:
             body = json.loads(response.content, parse_constant=_reject_constant)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise MalformedResponse(
                 f"{where}: response body is not JSON", status=status, request_id=request_id
             ) from exc

@@ -1,12 +1,15 @@
-"""Image formats by magic bytes, `data:` URLs for input images, decoding of generated images."""
+"""Image formats by magic bytes, `data:` URLs for input images, reading generated images."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
-from core.errors import MalformedResponse
 from core.models import GeneratedImage, InputImage
+from core.pictures import Verdict, check_picture
+
+log = logging.getLogger(__name__)
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
@@ -33,28 +36,25 @@ def data_url(image: InputImage) -> str:
     return f"data:{mime};base64,{base64.b64encode(image.data).decode('ascii')}"
 
 
-def decode_generated_image(
-    b64: str,
-    revised_prompt: str | None = None,
-    *,
-    status: int | None = None,
-    request_id: str | None = None,
-) -> GeneratedImage:
-    """Strictly decode an `image_generation_call` result; MalformedResponse when unreadable."""
+def read_generated_image(b64: str, revised_prompt: str | None = None) -> GeneratedImage | None:
+    """An `image_generation_call` result decoded and decode-checked; None when it is no picture.
+
+    CPU-bound (base64 and a full decode): call it off the event loop.
+    """
     try:
-        data = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedResponse(
-            "image_generation_call result is not valid base64",
-            status=status,
-            request_id=request_id,
-        ) from exc
+        data = base64.b64decode("".join(b64.split()), validate=True)
+    except (binascii.Error, ValueError):
+        log.warning("generated image is not base64", extra={"chars": len(b64)})
+        return None
     detected = detect_image_format(data)
     if detected is None:
-        raise MalformedResponse(
-            "image_generation_call result is not a PNG, JPEG, WebP or GIF image",
-            status=status,
-            request_id=request_id,
-        )
+        log.warning("generated image is no PNG, JPEG, WebP or GIF", extra={"bytes": len(data)})
+        return None
+    verdict = check_picture(data)
+    if verdict is Verdict.BROKEN:
+        log.warning("generated image does not decode", extra={"bytes": len(data)})
+        return None
+    if verdict is Verdict.UNCHECKED:
+        log.info("generated image too large to decode-check, kept", extra={"bytes": len(data)})
     mime, extension = detected
     return GeneratedImage(data=data, mime=mime, extension=extension, revised_prompt=revised_prompt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -30,10 +31,9 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 """An async sleep (injectable so tests record waits instead of sleeping)."""
 
-RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_DETAIL = 300
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_CREDITS_MESSAGE = re.compile(r"insufficient|not enough credits|out of credits", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,10 @@ class RetryPolicy:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """True for connection failures, timeouts, 429 and 408/502/503/504; never other statuses."""
+    """True for connection failures, timeouts, 429 and 408/500/502/503/504; never other statuses.
+
+    Retrying a 500 is safe: every POST carries an idempotency key, so a repeat is a replay.
+    """
     if isinstance(error, SamsarUnreachable | SamsarTimeout | RateLimited):
         return True
     return isinstance(error, UpstreamError) and error.status in RETRY_STATUSES
@@ -85,7 +88,7 @@ def error_from_response(
     """The error of a non-2xx answer (body text, Retry-After header); `secret` never in it."""
     try:
         parsed: object = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = text
     detail = error_message(parsed)
     if detail and secret:
@@ -96,7 +99,6 @@ def error_from_response(
     return error_for_status(
         status,
         message,
-        detail=detail,
         retry_after=parse_retry_after(retry_after),
         request_id=request_id,
         credits_remaining=credits_remaining,
@@ -107,14 +109,15 @@ def error_for_status(
     status: int,
     message: str,
     *,
-    detail: str | None = None,
     retry_after: float | None = None,
     request_id: str | None = None,
     credits_remaining: float | None = None,
 ) -> SamsarError:
-    """The error of a non-2xx status; `detail` (the server's message) can reveal missing credits."""
+    """The error of a non-2xx status. Samsar says "not enough credits" with 402 alone (the
+    sandbox and samsar-js carry no other signal): a 400/403 whose text merely mentions
+    credits is a refusal, not a reason to tell a member to buy more."""
     cls: type[SamsarError] = UpstreamError  # 5xx, 408 and anything unexpected
-    if status == 402 or (status in (400, 403) and _CREDITS_MESSAGE.search(detail or "")):
+    if status == 402:
         cls = InsufficientCredits
     elif status in (401, 403):
         cls = AuthenticationFailed
@@ -148,11 +151,13 @@ def error_message(body: object) -> str | None:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP date); None if unusable."""
+    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP date); None if unusable
+    (or too large to be a number)."""
     if value is None or not (text := value.strip()):
         return None
     if _SECONDS.fullmatch(text):
-        return float(text)
+        seconds = float(text)  # "9" * 400 is a valid delta, and infinite as a float
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -15,8 +15,8 @@ from pydantic import (
 )
 
 from core.errors import MalformedResponse
-from core.models import CompletionRequest, ExternalIdentity, GeneratedImage
-from core.samsar.images import data_url, decode_generated_image
+from core.models import CompletionRequest, ExternalIdentity
+from core.samsar.images import data_url
 
 # --- requests ------------------------------------------------------------------------
 
@@ -203,9 +203,9 @@ class LoginTokenBody(WireBody):
 
 
 class WireResponse(BaseModel):
-    """A response body: unknown fields tolerated, required ones enforced."""
+    """A response body: unknown fields tolerated, required ones enforced, numbers finite."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class BalanceResponse(WireResponse):
@@ -241,52 +241,6 @@ class LoginTokenResponse(WireResponse):
     login_url: str = Field(alias="loginUrl", min_length=1)  # optional in the reference; we need it
     expires_at: str | None = Field(default=None, alias="expiresAt")
     expires_in_seconds: float | None = Field(default=None, alias="expiresInSeconds")
-
-
-class ContentItem(WireResponse):
-    """AssistantResponseContentItem."""
-
-    type: str | None = None
-    text: str | None = None
-
-
-class OutputItem(WireResponse):
-    """AssistantResponseOutputItem (a message or an `image_generation_call`)."""
-
-    type: str | None = None
-    content: list[ContentItem] | None = None
-    result: str | None = None
-    revised_prompt: str | None = None
-
-
-class CompletionResponse(WireResponse):
-    """AssistantCompletionResponse (OpenAI Responses style)."""
-
-    id: str | None = None
-    output_text: str | None = None
-    output: list[OutputItem] | None = None
-
-    def answer_text(self) -> str:
-        """`output_text` when non-empty, else the text parts of the message items joined."""
-        if self.output_text:
-            return self.output_text
-        return "".join(
-            part.text
-            for item in self.output or ()
-            if item.type == "message"
-            for part in item.content or ()
-            if part.text is not None
-        )
-
-    def images(self, *, status: int | None, request_id: str | None) -> tuple[GeneratedImage, ...]:
-        """Every `image_generation_call` with a string result, decoded (else MalformedResponse)."""
-        return tuple(
-            decode_generated_image(
-                item.result, item.revised_prompt, status=status, request_id=request_id
-            )
-            for item in self.output or ()
-            if item.type == "image_generation_call" and item.result is not None
-        )
 
 
 R = TypeVar("R", bound=WireResponse)

@@ -179,6 +179,7 @@ class TurnExecutor:
             text=completion.text,
             images=images,
             credits=completion.credits,
+            image_problems=completion.image_problems,
             session_id=call.session_id,
             turn_id=turn.turn_id,
             new_session=call.new_session,

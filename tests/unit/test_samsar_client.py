@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -38,20 +37,18 @@ from core.models import (
 from core.samsar.client import SamsarClient
 from core.samsar.images import data_url, detect_image_format
 from core.samsar.retry import RetryPolicy
-
-API_KEY = "sk-live-SECRET-0123456789"
-BASE = "https://api.samsar.test/v1"
-KEY = "turn-0001"
-
-USER = ExternalIdentity(
-    provider="discord",
-    external_user_id="123",
-    external_company_id="guild-9",
-    username="ana",
-    display_name="Ana María ~*",
-    avatar_url="https://cdn.example/a.png?x=1&y=2",
-    metadata={"platform": "discord"},
+from tests.unit.samsar_rig import (
+    API_KEY,
+    BASE,
+    KEY,
+    USER,
+    MakeRig,
+    b64,
+    ok,
+    picture,
+    raises,
 )
+
 # normalizeExternalUserIdentity(USER), key order as samsar-js writes it
 USER_JSON = {
     "provider": "discord",
@@ -68,88 +65,12 @@ PNG_B64 = "iVBORw0KGgoAAAAAAAAAAA=="
 JPEG_B64 = "/9j/4AAAAAA="  # ff d8 ff e0 00 00 00 00
 WEBP_B64 = "UklGRgAAAABXRUJQVlA4IA=="  # RIFF....WEBPVP8_
 GIF_B64 = "R0lGODlhAQA="  # GIF89a 01 00
-
-# one 2xx body that satisfies every route's required fields
-EVERYTHING = {
-    "session_id": "sess-1",
-    "remainingCredits": 42,
-    "system_prompt": "stored",
-    "url": "https://checkout.example/pay",
-    "credits": 500,
-    "amountUsd": 5,
-    "loginToken": "tok",
-    "loginUrl": "https://studio.example/login?t=tok",
-    "expiresAt": "2030-01-01T00:00:00Z",
-    "expiresInSeconds": 600,
-    "id": "resp_1",
-    "output_text": "hi",
-}
-
-Answer = httpx.Response | Exception
-
-
-def ok(body: Any = None, *, headers: dict[str, str] | None = None) -> httpx.Response:
-    """A 200 JSON answer."""
-    return httpx.Response(200, json=EVERYTHING if body is None else body, headers=headers)
+REAL_PNG = picture("PNG")
 
 
 def compact(value: Any) -> bytes:
     """What JSON.stringify writes for a JS object literal with these keys in this order."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@dataclass
-class Rig:
-    """A client wired to a scripted Samsar; `waits` are the injected sleep's calls."""
-
-    client: SamsarClient
-    requests: list[httpx.Request]
-    waits: list[float]
-
-
-MakeRig = Callable[..., Rig]
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[MakeRig]:
-    """Build rigs: answers are served in order, the last one repeats."""
-    opened: list[httpx.AsyncClient] = []
-
-    def make(*answers: Answer, policy: RetryPolicy | None = None, base: str = BASE) -> Rig:
-        queue = list(answers) or [ok()]
-        requests: list[httpx.Request] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            requests.append(request)
-            answer = queue.pop(0) if len(queue) > 1 else queue[0]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        opened.append(http)
-        waits: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            waits.append(seconds)
-
-        client = SamsarClient(API_KEY, base, http=http, retry=policy or RetryPolicy(), sleep=sleep)
-        return Rig(client=client, requests=requests, waits=waits)
-
-    yield make
-    for http in opened:
-        await http.aclose()
-
-
-async def raises(cls: type[SamsarError], call: Awaitable[object]) -> SamsarError:
-    """Await `call`, expect exactly `cls`, and check the API key is nowhere in the error."""
-    with pytest.raises(SamsarError) as info:
-        await call
-    error = info.value
-    assert type(error) is cls, f"{type(error).__name__}: {error}"
-    for text in (str(error), repr(error), error.message):
-        assert API_KEY not in text
-    return error
 
 
 # --- requests: identical to samsar-js 0.48.48 ------------------------------------------
@@ -390,11 +311,10 @@ async def test_completion_parsing(rig: MakeRig) -> None:
         "output_text": "Here you go.",
         "output": [
             {"type": "reasoning", "summary": []},
-            {"type": "image_generation_call", "result": PNG_B64, "revised_prompt": "a cat"},
-            {"type": "image_generation_call", "result": JPEG_B64},
-            {"type": "image_generation_call", "result": WEBP_B64},
-            {"type": "image_generation_call", "result": GIF_B64},
-            {"type": "image_generation_call", "status": "in_progress", "result": None},
+            {"type": "image_generation_call", "result": b64(REAL_PNG), "revised_prompt": "a cat"},
+            {"type": "image_generation_call", "result": b64(picture("JPEG"))},
+            {"type": "image_generation_call", "result": b64(picture("WEBP"))},
+            {"type": "image_generation_call", "result": b64(picture("GIF"))},
             {"type": "message", "content": [{"type": "output_text", "text": "ignored"}]},
         ],
         "usage": {"total_tokens": 12},
@@ -411,7 +331,8 @@ async def test_completion_parsing(rig: MakeRig) -> None:
         ("image/webp", "webp", None),
         ("image/gif", "gif", None),
     ]
-    assert done.images[0].data == PNG
+    assert done.images[0].data == REAL_PNG
+    assert done.image_problems == ()
 
 
 async def test_completion_text_falls_back_to_message_parts(rig: MakeRig) -> None:
@@ -420,7 +341,7 @@ async def test_completion_text_falls_back_to_message_parts(rig: MakeRig) -> None
         "output": [
             {"type": "message", "content": [{"type": "output_text", "text": "Hello, "}]},
             {"type": "reasoning", "content": [{"type": "reasoning_text", "text": "hmm"}]},
-            {"type": "image_generation_call", "result": PNG_B64},
+            {"type": "image_generation_call", "result": b64(REAL_PNG)},
             {
                 "type": "message",
                 "content": [{"type": "refusal"}, {"type": "output_text", "text": "world."}],
@@ -470,9 +391,11 @@ async def test_balances_checkout_and_login_results(rig: MakeRig) -> None:
         (401, {"message": "bad key"}, AuthenticationFailed),
         (403, {"error": "forbidden"}, AuthenticationFailed),
         (402, {"error": {"message": "payment required"}}, InsufficientCredits),
-        (400, {"message": "Insufficient credits for this request"}, InsufficientCredits),
-        (403, {"detail": "User has NOT ENOUGH CREDITS"}, InsufficientCredits),
-        (400, "Out of credits", InsufficientCredits),
+        # Only 402 says "buy credits": a 400/403 that merely mentions them is a refusal.
+        (400, {"message": "Insufficient credits for this request"}, BadRequest),
+        (403, {"detail": "User has NOT ENOUGH CREDITS"}, AuthenticationFailed),
+        (400, "Out of credits", BadRequest),
+        (403, {"message": "insufficient permissions for this key"}, AuthenticationFailed),
         (404, {"message": "no such session"}, NotFound),
         (400, {"message": "bad input"}, BadRequest),
         (409, None, BadRequest),
@@ -536,7 +459,16 @@ async def test_retryable_failures_then_success(rig: MakeRig) -> None:
     assert len(r.waits) == 3
 
 
-@pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 422, 500, 501])
+async def test_a_500_is_retried_like_a_502_with_the_same_key_and_body(rig: MakeRig) -> None:
+    r = rig(httpx.Response(500, json={"message": "boom"}), ok())
+    balance = await r.client.bootstrap_user(USER, idempotency_key=KEY)
+    assert balance.remaining == 42
+    assert [q.headers["Idempotency-Key"] for q in r.requests] == [KEY, KEY]
+    assert r.requests[0].content == r.requests[1].content
+    assert len(r.waits) == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 404, 409, 422, 501])
 async def test_no_retry_on_other_statuses(rig: MakeRig, status: int) -> None:
     r = rig(httpx.Response(status), ok())
     with pytest.raises(SamsarError):
@@ -636,17 +568,6 @@ async def test_unreadable_2xx_body_is_malformed(rig: MakeRig, content: bytes) ->
 async def test_missing_required_field_is_malformed(rig: MakeRig, call: Call, body: Any) -> None:
     r = rig(ok(body))
     await raises(MalformedResponse, call(r.client))
-
-
-@pytest.mark.parametrize("result", ["not*base64!", "iVBORw0KGgo", "AAAAAAAA", ""])
-async def test_bad_generated_image_is_malformed(rig: MakeRig, result: str) -> None:
-    body = {"output": [{"type": "image_generation_call", "result": result}]}
-    r = rig(ok(body, headers={"x-request-id": "req-2"}))
-    error = await raises(
-        MalformedResponse,
-        r.client.complete(USER, CompletionRequest("s", "hi"), idempotency_key=KEY),
-    )
-    assert error.request_id == "req-2"
 
 
 # --- secrets, logs, lifecycle ----------------------------------------------------------

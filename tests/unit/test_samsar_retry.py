@@ -39,7 +39,7 @@ from core.samsar.retry import (
         (UpstreamError("x", status=502), True),
         (UpstreamError("x", status=503), True),
         (UpstreamError("x", status=504), True),
-        (UpstreamError("x", status=500), False),
+        (UpstreamError("x", status=500), True),  # every call carries an idempotency key
         (UpstreamError("x", status=501), False),
         (BadRequest("x", status=400), False),
         (AuthenticationFailed("x", status=401), False),
@@ -89,6 +89,7 @@ NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
         ("Tue, 01 Jan 2030 12:00:20 GMT", 20.0),
         ("Tue, 01 Jan 2030 11:59:00 GMT", 0.0),
         ("-5", None),
+        ("9" * 400, None),  # a valid delta, infinite as a float
         ("soon", None),
         ("", None),
         (None, None),
@@ -135,7 +136,7 @@ async def test_run_with_retry_stops_after_attempts_and_reraises_the_last_error()
 
 
 async def test_run_with_retry_does_not_retry_a_final_error() -> None:
-    script = Script(UpstreamError("boom", status=500))
+    script = Script(UpstreamError("boom", status=501))
     with pytest.raises(UpstreamError):
         await run_with_retry(script, RetryPolicy(), sleep=script.sleep)
     assert script.attempts == [1]
@@ -163,9 +164,12 @@ def test_error_message_like_get_response_error_message(body: object, message: st
 @pytest.mark.parametrize(
     ("status", "text", "cls"),
     [
-        (403, '{"message": "Insufficient credits"}', InsufficientCredits),
+        (402, '{"message": "Insufficient credits: 5 remaining, 6 required"}', InsufficientCredits),
+        (402, "", InsufficientCredits),
+        (403, '{"message": "Insufficient credits"}', AuthenticationFailed),
         (403, '{"message": "forbidden"}', AuthenticationFailed),
-        (400, "you are out of credits", InsufficientCredits),
+        (400, "you are out of credits", BadRequest),
+        (400, '{"message": "insufficient image data"}', BadRequest),
         (405, "", BadRequest),
         (418, "", BadRequest),
         (408, "", UpstreamError),

@@ -93,9 +93,9 @@ def check_message(body: Body, *, upload_limit: int, creating: bool) -> None:
         raise form_error(
             "files", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length."
         )
-    for _, data, _ in body.files.values():
-        if len(data) > upload_limit:
-            raise Refusal(413, 40005, "Request entity too large")
+    # The limit holds for the files of one request together, not for each one alone.
+    if sum(len(data) for _, data, _ in body.files.values()) > upload_limit:
+        raise Refusal(413, 40005, "Request entity too large")
     declared = {int(a["id"]) for a in body.json.get("attachments", []) if "id" in a}
     if body.files and not set(body.files) <= declared:
         raise form_error("attachments", "ATTACHMENT_NOT_FOUND", "Attachment not found in files.")

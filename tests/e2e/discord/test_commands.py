@@ -50,10 +50,16 @@ async def test_run_discord_serves_the_wired_app_until_cancelled(
 ) -> None:
     fake = FakeDiscord()
     async with fake.running():
-        monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base_url}/api/v10")
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway.url))
+        # run_discord points discord.py at the URLs of the settings; monkeypatch puts the
+        # library's own values back after the test.
+        monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
         settings = Settings(
-            discord_token=TOKEN, discord_guild_ids=str(fake.guild_id), data_dir=tmp_path
+            discord_token=TOKEN,
+            discord_guild_ids=str(fake.guild_id),
+            data_dir=tmp_path,
+            discord_api_url=f"{fake.base_url}/api/v10",
+            discord_gateway_url=fake.gateway.url,
         )
         async with wire(settings, sandbox=True) as app:
             running = asyncio.create_task(run_discord(app))
