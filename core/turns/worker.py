@@ -81,6 +81,7 @@ class TurnWorker:
     def attach(self, platform: str, channel: TurnChannel) -> None:
         """Take on the turns of `platform` (its adapter is ready to deliver them)."""
         self._channels[platform] = channel
+        log.info("taking turns", extra={"platform": platform})
         self.wake()
 
     def wake(self) -> None:

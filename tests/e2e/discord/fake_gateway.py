@@ -120,6 +120,14 @@ class Gateway:
         async with asyncio.timeout(within):
             await self._connected.wait()
 
+    async def close_with(self, code: int) -> None:
+        """Close the connection with a close code, as Discord does to end a session for good
+        (4004 bad token, 4010-4014: the client cannot go on)."""
+        ws, self._ws = self._ws, None
+        self._connected.clear()
+        if ws is not None:
+            await ws.close(code=code, message=b"closed by the fake")
+
     async def drop(self, *, replay_from: int | None = None) -> None:
         """Close the connection like a network blip; with `replay_from`, replay from that seq."""
         ws, self._ws = self._ws, None

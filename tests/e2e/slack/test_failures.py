@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from bots.slack.app import slack_client
@@ -10,9 +9,10 @@ from bots.slack.progress import Place
 from bots.slack.render import Renderer
 from bots.slack.routes import Sent
 from core.models import Reply
-from sandbox.app import RunningSandbox, running_sandbox
+from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from storage.store import open_store
+from tests.e2e.processes import completion_in_flight
 from tests.e2e.slack import payloads
 from tests.e2e.slack.conftest import Slack, running_slack
 from tests.e2e.slack.fake_records import BOT_TOKEN
@@ -22,17 +22,6 @@ from tests.fakes import PNG_1PX
 from tests.ledger import turn_rows
 
 THINKING = "_Thinking…_"
-
-
-async def completion_in_flight(sandbox: RunningSandbox, within: float = 10.0) -> None:
-    """Until the sandbox is working on a completion it has not answered yet."""
-    state = sandbox.state
-    async with asyncio.timeout(within):
-        while not any(  # noqa: ASYNC110 (polling the sandbox's state under the deadline)
-            route.endswith("assistant/completion") and entry.response is None
-            for (route, _), entry in state.idempotency.items()
-        ):
-            await asyncio.sleep(0.01)
 
 
 UNREADABLE = "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."

@@ -1,0 +1,274 @@
+"""Durable turns, as an operator's process manager would test them: `samsar-bot run` as a real
+subprocess (the real discord.py and slack-bolt inside), killed or stopped mid-turn, restarted.
+
+Every acknowledged member action ends answered once and billed once, without the platform
+delivering the event again.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from sandbox.app import running_sandbox
+from sandbox.state import SandboxConfig
+from storage.engine import create_engine
+from tests.e2e.discord import payloads as dp
+from tests.e2e.discord.conftest import ALICE as D_ALICE
+from tests.e2e.discord.conftest import option
+from tests.e2e.discord.fake_discord import FakeDiscord, Stored
+from tests.e2e.processes import BotProcess, Setup, bot_process, completion_in_flight
+from tests.e2e.slack import payloads as sp
+from tests.e2e.slack.fake_slack import running_fake_slack
+from tests.e2e.slack.payloads import ALICE as S_ALICE
+from tests.e2e.slack.payloads import CHANNEL
+from tests.ledger import wait_for_turns
+
+TAKING_DISCORD = "taking turns platform='discord'"
+TAKING_SLACK = "taking turns platform='slack'"
+ORIGINAL = "/webhooks/{app_id}/{token}/messages/@original"
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    """The sandbox, the fake Discord and the fake Slack, and a SQLite file, in this process."""
+    async with AsyncExitStack() as stack:
+        sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
+        discord = FakeDiscord()
+        await stack.enter_async_context(discord.running())
+        slack = await stack.enter_async_context(running_fake_slack())
+        slack.add_user(S_ALICE, "Alice")
+        url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        yield Setup(sandbox, url, tmp_path, discord=discord, slack=slack)
+
+
+def completions(setup: Setup) -> list[object]:
+    """Completions Samsar ran (200, not a replay of an earlier one)."""
+    calls = setup.sandbox.state.calls_to("assistant/completion")
+    return [c for c in calls if c.status == 200 and not c.replayed]
+
+
+def charged_discord(setup: Setup) -> int:
+    return setup.sandbox.state.charged_total("discord", f"discord:{D_ALICE['id']}")
+
+
+def charged_slack(setup: Setup) -> int:
+    return setup.sandbox.state.charged_total("slack", f"slack:{sp.TEAM}:{S_ALICE}")
+
+
+async def in_flight(setup: Setup) -> None:
+    """Until the sandbox is working on a completion it has not answered yet."""
+    await completion_in_flight(setup.sandbox)
+
+
+async def ledger_shows(setup: Setup, statuses: list[str]) -> None:
+    """Until the ledger's turns have these statuses, oldest first."""
+    engine = create_engine(setup.database_url)
+    try:
+        await wait_for_turns(
+            engine, lambda rows: [r["status"] for r in rows] == statuses, within=30
+        )
+    finally:
+        await engine.dispose()
+
+
+async def answer_of(fake: FakeDiscord, payload: dict[str, object], text: str) -> Stored:
+    """The interaction's original response once it holds `text`."""
+    state = fake.interaction(payload)
+
+    def done() -> Stored | None:
+        original = state.original
+        if original is None or int(original.payload["flags"]) & dp.LOADING:
+            return None
+        return original if text in original.content else None
+
+    found: Stored = await fake.wait_for(done, 30, f"an answer holding {text!r}")
+    return found
+
+
+async def started(bot: BotProcess, *texts: str, count: int = 1) -> None:
+    for text in texts:
+        await bot.wait_for_log(text, count=count)
+
+
+async def test_discord_sigkill_mid_completion_is_answered_once_after_restart(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.discord
+    assert fake is not None
+    log = tmp_path / "bot.log"
+    async with bot_process(setup, log) as bot:
+        await started(bot, TAKING_DISCORD, TAKING_SLACK)
+        asked = fake.new_interaction("chat", [option("prompt", "slow one #slow=2")], who=D_ALICE)
+        await fake.dispatch_interaction(asked)
+        await in_flight(setup)
+        await bot.kill()  # kill -9 one moment into the completion
+        assert fake.interaction(asked).acknowledged_at is not None  # it was acknowledged
+        restarted = BotProcess(setup, log)
+        await restarted.start()
+        try:
+            answer = await answer_of(fake, asked, "slow one")
+            assert answer.content.startswith("Sandbox reply #1: slow one")
+            await ledger_shows(setup, ["delivered"])
+        finally:
+            await restarted.kill()
+    assert len(completions(setup)) == 1 and charged_discord(setup) == 1
+    edits = [r for r in fake.calls("PATCH", ORIGINAL) if r.status == 200]
+    assert len(edits) == 1  # posted once
+
+
+async def test_slack_sigkill_mid_completion_replaces_the_placeholder_once(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.slack
+    assert fake is not None
+    log = tmp_path / "bot.log"
+    at = sp.ts()
+    event = sp.mention("slow one #slow=2", at=at)
+    async with bot_process(setup, log) as bot:
+        await started(bot, TAKING_SLACK)
+        await fake.socket.connected()
+        envelope = await fake.socket.send("events_api", event)
+        await fake.wait_until(lambda: envelope in fake.socket.acks)
+        await fake.wait_until(lambda: fake.thread(CHANNEL, at))  # "Thinking…" is up
+        await in_flight(setup)
+        await bot.kill()
+    async with bot_process(setup, log) as again:
+        await started(again, TAKING_SLACK, count=2)
+        await fake.socket.connected()
+        # Slack delivers the same event again after the restart: it must not run twice.
+        retried = await fake.socket.send("events_api", event, retry_attempt=1)
+        await fake.wait_until(lambda: retried in fake.socket.acks)
+        await fake.wait_until(
+            lambda: any("Sandbox reply" in m.section_text() for m in fake.thread(CHANNEL, at)),
+            within=30,
+        )
+        await ledger_shows(setup, ["delivered"])
+    [reply] = fake.thread(CHANNEL, at)
+    assert reply.versions[0] == "_Thinking…_"  # the placeholder of the first process, replaced
+    assert reply.section_text().startswith("Sandbox reply #1: slow one")
+    assert len(completions(setup)) == 1 and charged_slack(setup) == 1
+
+
+async def test_sigkill_after_samsar_answered_delivers_the_stored_reply_without_a_second_call(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.discord
+    assert fake is not None
+    log = tmp_path / "bot.log"
+    fake.rate_limit_once("PATCH", ORIGINAL, retry_after=30)  # the post waits: kill meanwhile
+    async with bot_process(setup, log) as bot:
+        await started(bot, TAKING_DISCORD)
+        asked = fake.new_interaction("chat", [option("prompt", "answered")], who=D_ALICE)
+        await fake.dispatch_interaction(asked)
+        await ledger_shows(setup, ["completed"])
+        await bot.kill()
+    async with bot_process(setup, log) as again:
+        await started(again, TAKING_DISCORD, count=2)
+        answer = await answer_of(fake, asked, "answered")
+    assert answer.content.startswith("Sandbox reply #1: answered")
+    calls = setup.sandbox.state.calls_to("assistant/completion")
+    assert len(calls) == 1  # delivered from the ledger: Samsar was not asked again
+    assert charged_discord(setup) == 1
+
+
+async def test_sigterm_mid_completion_finishes_the_turn_then_exits_0(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.slack
+    assert fake is not None
+    at = sp.ts()
+    async with bot_process(setup, tmp_path / "bot.log") as bot:
+        await started(bot, TAKING_SLACK)
+        await fake.socket.connected()
+        envelope = await fake.socket.send("events_api", sp.mention("finish me #slow=1.5", at=at))
+        await fake.wait_until(lambda: envelope in fake.socket.acks)
+        await in_flight(setup)
+        bot.send(signal.SIGTERM)
+        assert await bot.wait() == 0, bot.log()[-3000:]
+    [reply] = fake.thread(CHANNEL, at)
+    assert reply.section_text().startswith("Sandbox reply #1: finish me")
+    assert len(completions(setup)) == 1 and charged_slack(setup) == 1
+    assert "draining turns" in bot.log()
+
+
+async def test_a_second_signal_exits_at_once_and_the_turn_is_resumed_later(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.slack
+    assert fake is not None
+    log = tmp_path / "bot.log"
+    at = sp.ts()
+    async with bot_process(setup, log) as bot:
+        await started(bot, TAKING_SLACK)
+        await fake.socket.connected()
+        envelope = await fake.socket.send("events_api", sp.mention("long one #slow=3", at=at))
+        await fake.wait_until(lambda: envelope in fake.socket.acks)
+        await in_flight(setup)
+        bot.send(signal.SIGTERM)
+        await bot.wait_for_log("stopping: finishing running turns")
+        bot.send(signal.SIGINT)
+        assert await bot.wait(within=5) != 0
+    async with bot_process(setup, log) as again:
+        await started(again, TAKING_SLACK, count=2)
+        await fake.wait_until(
+            lambda: any("Sandbox reply" in m.section_text() for m in fake.thread(CHANNEL, at)),
+            within=30,
+        )
+    assert len(completions(setup)) == 1 and charged_slack(setup) == 1
+
+
+async def test_a_crashed_platform_is_restarted_while_the_other_keeps_answering(
+    setup: Setup, tmp_path: Path
+) -> None:
+    discord, slack = setup.discord, setup.slack
+    assert discord is not None and slack is not None
+    async with bot_process(setup, tmp_path / "bot.log") as bot:
+        await started(bot, TAKING_DISCORD, TAKING_SLACK)
+        await slack.socket.connected()
+        await discord.gateway.close_with(4012)  # discord.py cannot go on: its runner raises
+        at = sp.ts()
+        envelope = await slack.socket.send("events_api", sp.mention("still here?", at=at))
+        await slack.wait_until(lambda: envelope in slack.socket.acks)
+        await slack.wait_until(
+            lambda: any("Sandbox reply" in m.section_text() for m in slack.thread(CHANNEL, at)),
+            within=30,
+        )
+        await bot.wait_for_log("platform failed; restarting")
+        await started(bot, TAKING_DISCORD, count=2)  # Discord came back
+        assert len(discord.gateway.identifies) == 2
+        asked = discord.new_interaction("chat", [option("prompt", "back?")], who=D_ALICE)
+        await discord.dispatch_interaction(asked)
+        await answer_of(discord, asked, "back?")
+        assert bot.running
+
+
+async def test_a_refused_token_stops_only_its_platform(setup: Setup, tmp_path: Path) -> None:
+    slack = setup.slack
+    assert slack is not None
+    extra = {"DISCORD_TOKEN": "not-the-token"}
+    async with bot_process(setup, tmp_path / "bot.log", extra) as bot:
+        await bot.wait_for_log("platform cannot run; it stays off")
+        await started(bot, TAKING_SLACK)
+        await slack.socket.connected()
+        at = sp.ts()
+        await slack.socket.send("events_api", sp.mention("hello", at=at))
+        await slack.wait_until(
+            lambda: any("Sandbox reply" in m.section_text() for m in slack.thread(CHANNEL, at)),
+            within=30,
+        )
+        assert bot.running
+
+
+async def test_every_platform_refused_ends_the_process_with_one_line(
+    setup: Setup, tmp_path: Path
+) -> None:
+    setup.slack = None
+    async with bot_process(setup, tmp_path / "bot.log", {"DISCORD_TOKEN": "nope"}) as bot:
+        assert await bot.wait() == 2
+    assert "Every platform stopped for good (discord)" in bot.log()
+    assert "Traceback" not in bot.log()
