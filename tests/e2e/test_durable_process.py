@@ -7,12 +7,18 @@ delivering the event again.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
@@ -26,6 +32,7 @@ from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_slack import running_fake_slack
 from tests.e2e.slack.payloads import ALICE as S_ALICE
 from tests.e2e.slack.payloads import CHANNEL
+from tests.integration.conftest import PG_URL, needs_postgres
 from tests.ledger import wait_for_turns
 
 TAKING_DISCORD = "taking turns platform='discord'"
@@ -91,8 +98,8 @@ async def answer_of(fake: FakeDiscord, payload: dict[str, object], text: str) ->
 
 
 async def started(bot: BotProcess, *texts: str, count: int = 1) -> None:
-    for text in texts:
-        await bot.wait_for_log(text, count=count)
+    for line in texts:
+        await bot.wait_for_log(line, count=count)
 
 
 async def test_discord_sigkill_mid_completion_is_answered_once_after_restart(
@@ -272,3 +279,52 @@ async def test_every_platform_refused_ends_the_process_with_one_line(
         assert await bot.wait() == 2
     assert "Every platform stopped for good (discord)" in bot.log()
     assert "Traceback" not in bot.log()
+
+
+@needs_postgres
+async def test_two_replicas_on_postgres_one_killed_mid_turn_the_other_resumes_it_once(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = setup.slack
+    assert fake is not None
+    async with postgres_database() as url:
+        setup.database_url = url
+        at = sp.ts()
+        async with bot_process(setup, tmp_path / "a.log") as first:
+            await started(first, TAKING_SLACK)
+            await fake.socket.connected()
+            envelope = await fake.socket.send("events_api", sp.mention("slow #slow=2", at=at))
+            await fake.wait_until(lambda: envelope in fake.socket.acks)
+            await in_flight(setup)
+            async with bot_process(setup, tmp_path / "b.log") as second:
+                await started(second, TAKING_SLACK)
+                await first.kill()
+                await fake.wait_until(
+                    lambda: any(
+                        "Sandbox reply" in m.section_text() for m in fake.thread(CHANNEL, at)
+                    ),
+                    within=30,
+                )
+                await ledger_shows(setup, ["delivered"])
+                assert "turn resumed" in second.log()
+    [reply] = fake.thread(CHANNEL, at)
+    assert reply.versions[0] == "_Thinking…_" and len(completions(setup)) == 1
+    assert charged_slack(setup) == 1
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database of its own (the bot processes migrate it), dropped after."""
+    assert PG_URL is not None
+    name = f"test_replicas_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
