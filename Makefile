@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: console test lint bench
+.PHONY: console test lint bench chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ lint: $(STAMP)
 ## Throughput and latency figures against the sandbox.
 bench: $(STAMP)
 	$(BIN)/python -m bench.turns
+
+## The chaos run (two replicas on PostgreSQL, one killed every few seconds), its report printed.
+chaos: $(STAMP)
+	$(BIN)/pytest -q -s tests/e2e/test_chaos.py

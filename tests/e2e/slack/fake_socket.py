@@ -62,8 +62,9 @@ class SocketServer:
         *,
         retry_attempt: int = 0,
         accepts_response_payload: bool = False,
+        connection: web.WebSocketResponse | None = None,
     ) -> str:
-        """Send one envelope to the newest connection; returns its envelope_id."""
+        """Send one envelope to `connection` (the newest by default); returns its envelope_id."""
         envelope_id = f"env-{next(self._ids):06d}"
         envelope = {
             "envelope_id": envelope_id,
@@ -75,7 +76,7 @@ class SocketServer:
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = "timeout" if retry_attempt else ""
         self.sent.append(envelope)
-        await self.connections[-1].send_json(envelope)
+        await (connection or self.connections[-1]).send_json(envelope)
         return envelope_id
 
     async def close(self) -> None:
