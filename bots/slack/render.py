@@ -25,6 +25,10 @@ from core.models import Reply, ReplyImage
 
 log = logging.getLogger(__name__)
 
+# chat.update errors that mean the placeholder cannot be edited any more (deleted, too old):
+# the answer is posted as a new message instead. Any other error is retried as it is.
+_PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
 Block = dict[str, Any]
 ANSWER_PIECES = 5
 """A longer answer is not posted whole: its beginning, then the whole of it as a file."""
@@ -119,6 +123,8 @@ class Renderer:
                 )
                 return
             except SlackApiError as exc:
+                if exc.response.get("error") not in _PLACEHOLDER_GONE:
+                    raise  # Slack's own trouble: the delivery is tried again later
                 # Someone deleted the placeholder: the answer becomes a new message.
                 log.info("placeholder not updated", extra={"error": exc.response.get("error")})
         await self._client.chat_postMessage(

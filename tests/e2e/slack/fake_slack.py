@@ -49,6 +49,7 @@ class FakeSlack:
         self.not_member: set[str] = set()  # channels where the bot may not post
         self.rate_limits: dict[str, tuple[int, Callable[[dict[str, Any]], bool]]] = {}
         self.dropped: dict[str, int] = {}  # method → calls left to answer by hanging up
+        self.failing: dict[str, tuple[int, str, Callable[[dict[str, Any]], bool]]] = {}
         self.stalled: set[str] = set()  # file ids whose download never finishes
         self._stopping = asyncio.Event()
         self.socket = SocketServer(self._changed)
@@ -97,6 +98,17 @@ class FakeSlack:
         """Answer the next `times` calls of `method` (whose arguments pass `when`) with 429
         and Retry-After: 1."""
         self.rate_limits[method] = (times, when)
+
+    def fail(
+        self,
+        method: str,
+        times: int,
+        error: str = "internal_error",
+        when: Callable[[dict[str, Any]], bool] = lambda params: True,
+    ) -> None:
+        """Answer the next `times` calls of `method` (whose arguments pass `when`) with
+        `ok: false` and `error`, as Slack does when it has trouble of its own."""
+        self.failing[method] = (times, error, when)
 
     def drop_connection(self, method: str, times: int = 1) -> None:
         """Hang up on the next `times` calls of `method` without answering."""
@@ -153,7 +165,11 @@ class FakeSlack:
         token = header.removeprefix("Bearer ").strip() or params.pop("token", None)
         status, body, headers = 200, {}, {}
         left, when = self.rate_limits.get(method, (0, lambda params: True))
-        if left and when(params):
+        failing, error, fails = self.failing.get(method, (0, "", lambda params: True))
+        if failing and fails(params):
+            self.failing[method] = (failing - 1, error, fails)
+            body = {"ok": False, "error": error}
+        elif left and when(params):
             self.rate_limits[method] = (left - 1, when)
             status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
         else:

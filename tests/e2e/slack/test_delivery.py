@@ -99,6 +99,20 @@ async def test_a_slack_429_on_posting_is_retried_and_delivered_once(slack: Slack
     assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
 
 
+async def test_a_post_that_fails_twice_is_delivered_on_the_third_try(slack: Slack) -> None:
+    # Slack has trouble of its own twice when the answer replaces the placeholder.
+    slack.fake.fail("chat.update", 2, when=lambda params: "Sandbox" in str(params.get("text")))
+    at = payloads.ts()
+    await slack.event(payloads.mention("through trouble", at=at))
+    await slack.settle()
+    updates = slack.fake.calls_to("chat.update")
+    tries = [c.ok for c in updates if "Sandbox" in str(c.params.get("text"))]
+    assert tries == [False, False, True]
+    [answer] = slack.fake.thread(CHANNEL, at)
+    assert answer.section_text().startswith("Sandbox reply #1: through trouble")
+    assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
+
+
 async def test_health_check_answers(slack_http: Slack) -> None:
     import aiohttp
 
