@@ -133,6 +133,13 @@ class PromptRepository(Protocol):
         """Exactly this scope's prompt (channel_id "" for the workspace)."""
         ...
 
+    async def in_force(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        """The workspace's prompt and the channel's (None for a workspace-wide thread, whose
+        channel_id is "")."""
+        ...
+
     async def set(self, prompt: AdminPrompt) -> None:
         """Insert or replace this scope's prompt."""
         ...
@@ -160,6 +167,13 @@ class TurnLedger(Protocol):
         and no earlier open turn of its thread exists: so the turns of a thread run one at a
         time, in arrival order, and exactly one worker gets each.
         """
+        ...
+
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        """Lease up to `limit` turns as `claim` does (each the first of its own thread), oldest
+        first, in one go."""
         ...
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:

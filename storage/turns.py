@@ -2,27 +2,43 @@
 
 Claims are row updates guarded by their own condition (compare and set), so of several
 workers exactly one gets a turn, on SQLite and PostgreSQL alike; no connection is held
-while a turn runs. On PostgreSQL a claim also takes a transaction-level advisory lock on the
-thread for the instant of the claim, so two replicas can never start two turns of one thread.
+while a turn runs. Every call is one unit of work on the store's `Database` (one transaction,
+on SQLite one hop to its thread). On SQLite a claim is one `UPDATE … RETURNING`; on PostgreSQL
+it locks its candidates (`FOR UPDATE SKIP LOCKED`) and takes a transaction-level advisory lock
+on each one's thread for the instant of the claim, so two replicas can never start two turns of
+one thread.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BigInteger, and_, delete, exists, func, insert, literal, or_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import BotError
 from core.models import Reply, SamsarCall, Turn, TurnStatus
-from storage.repositories import Sessions
+from storage.database import Database
 from storage.tables import TurnImageRow, TurnRow, utcnow
 from storage.turn_codec import (
     dump_call,
@@ -37,8 +53,10 @@ log = logging.getLogger(__name__)
 
 OPEN = tuple(s.value for s in TurnStatus if s.open)
 DONE = (TurnStatus.DELIVERED.value, TurnStatus.FAILED.value)
-_CANDIDATES = 4  # rows looked at per claim when others are being taken at the same moment
 _turns = TurnRow.__table__  # type: ignore[attr-defined]
+_images = TurnImageRow.__table__  # type: ignore[attr-defined]
+_t = _turns.c
+_COMPLETED = TurnStatus.COMPLETED.value
 
 
 def thread_lock_key(thread_key: str) -> int:
@@ -47,36 +65,113 @@ def thread_lock_key(thread_key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _runnable(platforms: Collection[str], now: datetime) -> ColumnElement[bool]:
-    """Open, for these platforms, lease free or expired, retry due, first of its thread."""
+def _runnable() -> ColumnElement[bool]:
+    """Open, for the platforms asked, lease free or expired, retry due, first of its thread
+    (bind parameters: `platforms`, `now`)."""
     other = _turns.alias("other")
-    t = _turns.c
+    now = bindparam("now", type_=_t.created_at.type)
     return and_(
-        t.status.in_(OPEN),
-        t.platform.in_(list(platforms)),
-        or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
-        or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+        _t.status.in_(OPEN),
+        _t.platform.in_(bindparam("platforms", expanding=True)),
+        or_(_t.lease_expires_at.is_(None), _t.lease_expires_at < now),
+        or_(_t.next_attempt_at.is_(None), _t.next_attempt_at <= now),
         ~exists().where(
-            other.c.thread_key == t.thread_key,
-            other.c.turn_id != t.turn_id,
+            other.c.thread_key == _t.thread_key,
+            other.c.turn_id != _t.turn_id,
             other.c.status.in_(OPEN),
             or_(
-                other.c.created_at < t.created_at,
-                and_(other.c.created_at == t.created_at, other.c.turn_id < t.turn_id),
+                other.c.created_at < _t.created_at,
+                and_(other.c.created_at == _t.created_at, other.c.turn_id < _t.turn_id),
                 other.c.lease_expires_at > now,  # a turn of the thread is running
             ),
         ),
     )
 
 
+_RUNNABLE = _runnable()
+_OLDEST_RUNNABLE = (
+    select(_t.turn_id)
+    .where(_RUNNABLE)
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(bindparam("limit", type_=BigInteger))
+    .correlate(None)  # its own FROM turns, not the UPDATE's row
+)
+# A claim: a completed turn keeps its status (it is delivered, not run); any other one runs.
+_CLAIM_VALUES = {
+    "status": case((_t.status == _COMPLETED, _t.status), else_=TurnStatus.RUNNING.value),
+    "runs": _t.runs + case((_t.status == _COMPLETED, 0), else_=1),
+    "lease_owner": bindparam("owner"),
+    "lease_expires_at": bindparam("until", type_=_t.lease_expires_at.type),
+}
+_CLAIM_SQLITE = (
+    update(_turns)
+    .where(_t.turn_id.in_(_OLDEST_RUNNABLE.scalar_subquery()))
+    .values(_CLAIM_VALUES)
+    .returning(*_turns.c)
+)
+_CANDIDATES_POSTGRES = (
+    select(_t.turn_id, _t.thread_key)
+    .where(_RUNNABLE)
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(bindparam("limit", type_=BigInteger))
+    .with_for_update(skip_locked=True, of=_turns)
+)
+_CLAIM_POSTGRES = (
+    update(_turns)
+    .where(_t.turn_id.in_(bindparam("ids", expanding=True)), _RUNNABLE)
+    .values(_CLAIM_VALUES)
+    .returning(*_turns.c)
+)
+_OWNED = and_(
+    _t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"), _t.status.in_(OPEN)
+)
+_IMAGES_OF = select(_images).where(_images.c.turn_id == bindparam("id"))
+_INSERT_TURN = insert(_turns)
+_BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
+_BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
+_FIRST_OPEN_IN_THREAD = (
+    select(_turns)
+    .where(_t.thread_key == bindparam("thread_key"), _t.status.in_(OPEN))
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(1)
+)
+_COMPLETE = (
+    update(_turns)
+    .where(
+        _t.turn_id == bindparam("id"),
+        _t.lease_owner == bindparam("holder"),
+        _t.status.in_((TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
+    )
+    .values(
+        status=_COMPLETED,
+        completed_at=bindparam("now", type_=_t.completed_at.type),
+        latency_ms=bindparam("latency"),
+        reply=bindparam("reply_json", type_=_t.reply.type),
+        credits_charged=bindparam("credits"),
+        error=bindparam("error_json", type_=_t.error.type),
+    )
+)
+_FINISH = (
+    update(_turns)
+    .where(_t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"))
+    .values(
+        status=bindparam("new_status"),
+        finished_at=bindparam("now", type_=_t.finished_at.type),
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+    )
+)
+_DROP_IMAGES = delete(_images).where(_images.c.turn_id == bindparam("id"))
+_SAVE_POSTED = update(_turns).where(_t.turn_id == bindparam("id")).values(posted=bindparam("value"))
+
+
 class SqlTurnLedger:
     """core.ports.TurnLedger over SQLAlchemy; `now` is the clock leases are measured by."""
 
-    def __init__(
-        self, sessions: Sessions, dialect: str, *, now: Callable[[], datetime] = utcnow
-    ) -> None:
-        self._sessions = sessions
-        self._dialect = dialect
+    def __init__(self, db: Database, *, now: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
+        self._dialect = db.dialect
         self._now = now
 
     async def record(self, turn: Turn) -> bool:
@@ -93,14 +188,15 @@ class SqlTurnLedger:
             "request": dump_request(turn.request) if turn.request else None,
             "route": turn.route,
             "posted": turn.posted,
+            "runs": 0,
+            "delivery_attempts": 0,
         }
         if turn.error is not None:  # refused at intake: to be told, nothing to run
-            values["status"] = TurnStatus.COMPLETED.value
+            values["status"] = _COMPLETED
             values["error"] = dump_error(turn.error)
             values["completed_at"] = values["created_at"]
         try:
-            async with self._sessions.begin() as session:
-                await session.exec(insert(TurnRow).values(values))
+            await self._db.run_one(_insert, values)
         except IntegrityError:
             # The loser of a race sees the winner's committed row here; anything else (a
             # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
@@ -112,50 +208,26 @@ class SqlTurnLedger:
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do, or None."""
-        if not platforms:
-            return None
+        claimed = await self.claim_some(owner, platforms, lease, 1)
+        return claimed[0] if claimed else None
+
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        """Lease up to `limit` turns that have work to do (each the first of its thread), oldest
+        first."""
+        if not platforms or limit < 1:
+            return []
         now = self._now()
-        runnable = _runnable(platforms, now)
-        query = (
-            select(TurnRow)
-            .where(runnable)
-            .order_by(col(TurnRow.created_at), col(TurnRow.turn_id))
-            .limit(_CANDIDATES)
-        )
-        if self._dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=TurnRow)
-        async with self._sessions.begin() as session:
-            for row in (await session.exec(query)).all():
-                seen = to_turn(row)  # before the update below refreshes the row in the session
-                if self._dialect == "postgresql":
-                    key = literal(thread_lock_key(seen.thread_key), BigInteger)
-                    await session.exec(select(func.pg_advisory_xact_lock(key)))
-                runs = seen.status is not TurnStatus.COMPLETED
-                claimed = dataclasses.replace(
-                    seen,
-                    status=TurnStatus.RUNNING if runs else seen.status,
-                    lease_owner=owner,
-                    lease_expires_at=now + lease,
-                    runs=seen.runs + (1 if runs else 0),
-                )
-                taken = await session.exec(
-                    update(TurnRow)
-                    .where(col(TurnRow.turn_id) == seen.turn_id, runnable)
-                    .values(
-                        status=claimed.status.value,
-                        lease_owner=owner,
-                        lease_expires_at=claimed.lease_expires_at,
-                        runs=claimed.runs,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if taken.rowcount != 1:
-                    continue
-                if row.reply:
-                    images = await self._images(session, seen.turn_id)
-                    claimed = dataclasses.replace(claimed, reply=to_turn(row, images).reply)
-                return claimed
-        return None
+        params = {
+            "platforms": list(platforms),
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + lease,
+        }
+        claim = _claim_postgres if self._dialect == "postgresql" else _claim_sqlite
+        return await self._db.run(claim, params)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
@@ -167,10 +239,7 @@ class SqlTurnLedger:
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
-        async with self._sessions.begin() as session:
-            await session.exec(
-                update(TurnRow).where(col(TurnRow.turn_id) == turn_id).values(posted=posted)
-            )
+        await self._db.run_one(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
 
     async def complete(
         self,
@@ -181,34 +250,22 @@ class SqlTurnLedger:
         latency_ms: int | None,
     ) -> bool:
         """Store the outcome (status completed); False when the lease was lost."""
-        values: dict[str, object] = {
-            "status": TurnStatus.COMPLETED.value,
-            "completed_at": self._now(),
-            "latency_ms": latency_ms,
+        params: dict[str, Any] = {
+            "id": turn_id,
+            "holder": owner,
+            "now": self._now(),
+            "latency": latency_ms,
+            "reply_json": None,
+            "credits": None,
+            "error_json": None,
         }
+        images: list[dict[str, Any]] = []
         if isinstance(outcome, Reply):
-            values["reply"] = dump_reply(outcome)
-            values["credits_charged"] = outcome.credits.charged
+            params |= {"reply_json": dump_reply(outcome), "credits": outcome.credits.charged}
+            images = [row.model_dump() for row in image_rows(turn_id, outcome)]
         else:
-            values["error"] = dump_error(outcome)
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(
-                    col(TurnRow.turn_id) == turn_id,
-                    col(TurnRow.lease_owner) == owner,
-                    col(TurnRow.status).in_((TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                return False
-            if isinstance(outcome, Reply) and outcome.images:
-                await session.exec(
-                    insert(TurnImageRow),
-                    params=[row.model_dump() for row in image_rows(turn_id, outcome)],
-                )
-        return True
+            params["error_json"] = dump_error(outcome)
+        return await self._db.run(_complete, params, images)
 
     async def postpone(
         self, turn_id: str, owner: str, *, retry_at: datetime, delivery_attempts: int
@@ -229,74 +286,94 @@ class SqlTurnLedger:
 
     async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
         """Delivered or failed; the reply's image bytes are no longer needed."""
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(col(TurnRow.turn_id) == turn_id, col(TurnRow.lease_owner) == owner)
-                .values(
-                    status=status.value,
-                    finished_at=self._now(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=None,
-                )
-            )
-            if result.rowcount == 1:
-                await session.exec(delete(TurnImageRow).where(col(TurnImageRow.turn_id) == turn_id))
-        if result.rowcount != 1:
+        params = {"id": turn_id, "holder": owner, "new_status": status.value, "now": self._now()}
+        if not await self._db.run(_finish, params):
             log.warning("finish of a turn not held", extra={"turn_id": turn_id})
 
     async def get(self, event_key: str) -> Turn | None:
         """The turn of an event key, or None."""
-        async with self._sessions() as session:
-            query = select(TurnRow).where(col(TurnRow.event_key) == event_key)
-            row = (await session.exec(query)).first()
-            images = await self._images(session, row.turn_id) if row and row.reply else []
-        return None if row is None else to_turn(row, images)
+        return await self._db.run_one(_one_turn, _BY_EVENT, {"event_key": event_key})
 
     async def load(self, turn_id: str) -> Turn | None:
         """The turn by id, with its outcome, or None."""
-        async with self._sessions() as session:
-            row = await session.get(TurnRow, turn_id)
-            images = await self._images(session, turn_id) if row and row.reply else []
-        return None if row is None else to_turn(row, images)
+        return await self._db.run_one(_one_turn, _BY_ID, {"id": turn_id})
 
     async def first_open_in_thread(self, thread_key: str) -> Turn | None:
         """The thread's oldest turn not finished yet, or None."""
-        query = (
-            select(TurnRow)
-            .where(col(TurnRow.thread_key) == thread_key, col(TurnRow.status).in_(OPEN))
-            .order_by(col(TurnRow.created_at), col(TurnRow.turn_id))
-            .limit(1)
+        return await self._db.run_one(
+            _one_turn, _FIRST_OPEN_IN_THREAD, {"thread_key": thread_key}, with_images=False
         )
-        async with self._sessions() as session:
-            row = (await session.exec(query)).first()
-        return None if row is None else to_turn(row)
 
     async def prune(self, before: datetime) -> int:
         """Delete delivered and failed turns finished before `before`; how many went."""
-        old = select(col(TurnRow.turn_id)).where(
-            col(TurnRow.status).in_(DONE), col(TurnRow.finished_at) < before
-        )
-        async with self._sessions.begin() as session:
-            await session.exec(delete(TurnImageRow).where(col(TurnImageRow.turn_id).in_(old)))
-            result = await session.exec(delete(TurnRow).where(col(TurnRow.turn_id).in_(old)))
-        return int(result.rowcount or 0)
+        return await self._db.run(_prune, before)
 
     async def _owned_update(self, turn_id: str, owner: str, **values: object) -> bool:
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(
-                    col(TurnRow.turn_id) == turn_id,
-                    col(TurnRow.lease_owner) == owner,
-                    col(TurnRow.status).in_(OPEN),
-                )
-                .values(**values)
-            )
-        return bool(result.rowcount == 1)
+        stmt = update(_turns).where(_OWNED).values(**values)
+        return bool(await self._db.run_one(_rowcount, stmt, {"id": turn_id, "holder": owner}))
 
-    @staticmethod
-    async def _images(session: AsyncSession, turn_id: str) -> list[TurnImageRow]:
-        query = select(TurnImageRow).where(col(TurnImageRow.turn_id) == turn_id)
-        return list((await session.exec(query)).all())
+
+# --- units of work -----------------------------------------------------------------------
+
+
+def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
+    return int(conn.execute(stmt, params).rowcount or 0)
+
+
+def _insert(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(_INSERT_TURN, values)
+
+
+def _with_images(conn: Connection, row: Row[Any]) -> Turn:
+    images = conn.execute(_IMAGES_OF, {"id": row.turn_id}).all() if row.reply else []
+    return to_turn(row, images)
+
+
+def _claim_sqlite(conn: Connection, params: dict[str, Any]) -> list[Turn]:
+    rows = conn.execute(_CLAIM_SQLITE, params).all()
+    return _oldest_first([_with_images(conn, row) for row in rows])
+
+
+def _claim_postgres(conn: Connection, params: dict[str, Any]) -> list[Turn]:
+    candidates = conn.execute(_CANDIDATES_POSTGRES, params).all()
+    if not candidates:
+        return []
+    for key in sorted({thread_lock_key(row.thread_key) for row in candidates}):
+        conn.execute(select(func.pg_advisory_xact_lock(literal(key, BigInteger))))
+    ids = [row.turn_id for row in candidates]
+    rows = conn.execute(_CLAIM_POSTGRES, {**params, "ids": ids}).all()
+    return _oldest_first([_with_images(conn, row) for row in rows])
+
+
+def _oldest_first(turns: Sequence[Turn]) -> list[Turn]:
+    return sorted(turns, key=lambda turn: (turn.created_at or datetime.min, turn.turn_id))
+
+
+def _complete(conn: Connection, params: dict[str, Any], images: list[dict[str, Any]]) -> bool:
+    if conn.execute(_COMPLETE, params).rowcount != 1:
+        return False
+    if images:
+        conn.execute(insert(_images), images)
+    return True
+
+
+def _finish(conn: Connection, params: dict[str, Any]) -> bool:
+    if conn.execute(_FINISH, params).rowcount != 1:
+        return False
+    conn.execute(_DROP_IMAGES, {"id": params["id"]})
+    return True
+
+
+def _one_turn(
+    conn: Connection, stmt: Any, params: dict[str, Any], *, with_images: bool = True
+) -> Turn | None:
+    row = conn.execute(stmt, params).first()
+    if row is None:
+        return None
+    return _with_images(conn, row) if with_images else to_turn(row)
+
+
+def _prune(conn: Connection, before: datetime) -> int:
+    old = select(_t.turn_id).where(_t.status.in_(DONE), _t.finished_at < before)
+    conn.execute(delete(_images).where(_images.c.turn_id.in_(old)))
+    return int(conn.execute(delete(_turns).where(_t.turn_id.in_(old))).rowcount or 0)

@@ -107,6 +107,12 @@ class MemoryPrompts:
     async def get(self, platform: str, workspace_id: str, channel_id: str) -> AdminPrompt | None:
         return self.rows.get((platform, workspace_id, channel_id))
 
+    async def in_force(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        channel = self.rows.get((platform, workspace_id, channel_id)) if channel_id else None
+        return self.rows.get((platform, workspace_id, "")), channel
+
     async def set(self, prompt: AdminPrompt) -> None:
         self.rows[(prompt.platform, prompt.workspace_id, prompt.channel_id)] = prompt
 
@@ -163,6 +169,14 @@ class MemoryTurns:
                 self.rows[turn.turn_id] = claimed
                 return claimed
         return None
+
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        claimed: list[Turn] = []
+        while len(claimed) < limit and (turn := await self.claim(owner, platforms, lease)):
+            claimed.append(turn)
+        return claimed
 
     def _owned(self, turn_id: str, owner: str) -> Turn | None:
         turn = self.rows.get(turn_id)

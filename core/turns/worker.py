@@ -148,13 +148,17 @@ class TurnWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll)
 
     async def _fill(self) -> None:
-        while not self._stopping and len(self._running) < self._config.max_running:
-            turn = await self._ledger.claim(self.owner, list(self._channels), self._config.lease)
-            if turn is None:
+        """Claim as many turns as there are free places, in one go."""
+        while not self._stopping and (free := self._config.max_running - len(self._running)) > 0:
+            turns = await self._ledger.claim_some(
+                self.owner, list(self._channels), self._config.lease, free
+            )
+            for turn in turns:
+                task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
+                self._running[turn.turn_id] = task
+                task.add_done_callback(self._done)
+            if len(turns) < free:
                 return
-            task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
-            self._running[turn.turn_id] = task
-            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task.get_name().removeprefix("turn:"), None)
