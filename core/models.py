@@ -201,6 +201,27 @@ class ReplyImage:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording a member's turn came to: `written`, or not — a redelivery of an event
+    recorded before, or (with `owner`, the user key and display name) a thread that is another
+    member's conversation."""
+
+    written: bool
+    owner: tuple[str, str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAdvance:
+    """Where a completion moves its thread's session: the response to continue from and the
+    admin prompt now sent. Stored with the turn's outcome, in the same write."""
+
+    thread: ThreadRef
+    session_id: str
+    response_id: str | None
+    prompt_fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The answer an adapter renders into the thread."""
 
@@ -211,6 +232,7 @@ class Reply:
     turn_id: str | None = None
     new_session: bool = False
     image_problems: tuple[ImageProblem, ...] = ()  # pictures that could not be delivered
+    advance: SessionAdvance | None = field(default=None, compare=False, repr=False)
 
 
 # --- stored state (repositories speak these, never table rows) ----------------------

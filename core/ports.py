@@ -18,6 +18,7 @@ from core.models import (
     ExternalIdentity,
     LoginLink,
     Prepared,
+    Recorded,
     Reply,
     SamsarCall,
     StoredUser,
@@ -160,6 +161,12 @@ class TurnLedger(Protocol):
         """Insert a received turn; False (and nothing written) when its event_key exists."""
         ...
 
+    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
+        """`record`, unless the thread is another member's conversation: its session's owner,
+        or before its first answer the member whose open turn started it (then nothing is
+        written and `owner` says whose it is)."""
+        ...
+
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do (to run, resume or deliver), or None.
 
@@ -196,7 +203,9 @@ class TurnLedger(Protocol):
         *,
         latency_ms: int | None,
     ) -> bool:
-        """Store the outcome (status completed); False when the lease was lost."""
+        """Store the outcome (status completed); False when the lease was lost. A reply's
+        `advance` moves the thread's session in the same write (only while the thread is still
+        on that session: a reset meanwhile wins)."""
         ...
 
     async def postpone(

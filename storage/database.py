@@ -59,11 +59,12 @@ class Database:
             return await asyncio.get_running_loop().run_in_executor(self._thread, unit)
         return await self._on_pool(self.engine, work, *args, **kwargs)
 
-    async def run_one(
+    async def run_autocommit(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """A unit of one statement (atomic by itself): on PostgreSQL in autocommit, without the
-        round trips of BEGIN and COMMIT; on SQLite as `run`."""
+        """A unit whose statements need no transaction around them (each is atomic by itself,
+        such as a unit of one statement): on PostgreSQL in autocommit, without the round trips
+        of BEGIN and COMMIT; on SQLite as `run`."""
         if self._thread is not None:
             return await self.run(work, *args, **kwargs)
         return await self._on_pool(self._autocommit, work, *args, **kwargs)

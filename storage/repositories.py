@@ -65,12 +65,13 @@ _USER_BY_KEY = select(_users).where(_users.c.user_key == bindparam("user_key"))
 # Bind names apart from the column names: an UPDATE reserves those for its SET clause.
 _THREAD_MATCH = and_(*(_sessions.c[name] == bindparam(f"t_{name}") for name in _THREAD_COLUMNS))
 _SESSION_OF_THREAD = select(_sessions).where(_THREAD_MATCH)
+SESSION_OWNER = select(_sessions.c.owner_key, _sessions.c.owner_display).where(_THREAD_MATCH)
 _PROMPTS_OF_THREAD = select(_prompts).where(
     _prompts.c.platform == bindparam("platform"),
     _prompts.c.workspace_id == bindparam("workspace_id"),
     or_(_prompts.c.channel_id == "", _prompts.c.channel_id == bindparam("channel_id")),
 )
-_ADVANCE = (
+ADVANCE = (
     update(_sessions)
     .where(_THREAD_MATCH, _sessions.c.session_id == bindparam("t_session_id"))
     .values(
@@ -144,7 +145,7 @@ class SqlUserRepository(_Repository):
 
     async def get(self, user_key: str) -> StoredUser | None:
         """The stored mapping, or None."""
-        return await self._db.run_one(_get_user, user_key)
+        return await self._db.run_autocommit(_get_user, user_key)
 
     async def save(self, user: StoredUser) -> None:
         """Insert or update by `user_key`, keeping the first `created_at`."""
@@ -154,7 +155,7 @@ class SqlUserRepository(_Repository):
         stmt = _upsert(
             self._dialect, _users, values, ["user_key"], {"created_at": _users.c.created_at}
         )
-        await self._db.run_one(_execute, stmt)
+        await self._db.run_autocommit(_execute, stmt)
 
 
 def _get_user(conn: Connection, user_key: str) -> StoredUser | None:
@@ -172,7 +173,7 @@ class SqlSessionRepository(_Repository):
 
     async def get(self, thread: ThreadRef) -> ThreadSession | None:
         """The active session of the thread, or None."""
-        return await self._db.run_one(session_of, thread)
+        return await self._db.run_autocommit(session_of, thread)
 
     async def save(self, session: ThreadSession) -> None:
         """Insert or replace the thread's row.
@@ -195,7 +196,7 @@ class SqlSessionRepository(_Repository):
                 else_=literal(now, UTCDateTime()),
             )
         stmt = _upsert(self._dialect, _sessions, values, _THREAD_COLUMNS, keep)
-        await self._db.run_one(_execute, stmt)
+        await self._db.run_autocommit(_execute, stmt)
 
     async def advance(
         self,
@@ -207,9 +208,9 @@ class SqlSessionRepository(_Repository):
         """After a completion: remember its response and prompt, only while the thread is still
         on `session_id` (a reset meanwhile wins); True when it was."""
         return bool(
-            await self._db.run_one(
+            await self._db.run_autocommit(
                 _execute,
-                _ADVANCE,
+                ADVANCE,
                 advance_params(thread, session_id, last_response_id, fingerprint),
             )
         )
@@ -217,7 +218,7 @@ class SqlSessionRepository(_Repository):
     async def delete(self, thread: ThreadRef) -> bool:
         """Forget the thread's session; True when there was one."""
         stmt = delete(_sessions).where(_THREAD_MATCH)
-        return bool(await self._db.run_one(_execute, stmt, thread_params(thread)))
+        return bool(await self._db.run_autocommit(_execute, stmt, thread_params(thread)))
 
     async def latest_owned(
         self, platform: str, workspace_id: str, channel_id: str, owner_key: str
@@ -234,14 +235,14 @@ class SqlSessionRepository(_Repository):
             .order_by(_sessions.c.updated_at.desc())
             .limit(1)
         )
-        row = await self._db.run_one(_first, stmt)
+        row = await self._db.run_autocommit(_first, stmt)
         return None if row is None else thread_session(row)
 
 
 def advance_params(
     thread: ThreadRef, session_id: str, last_response_id: str | None, fingerprint: str | None
 ) -> dict[str, Any]:
-    """The bind parameters of `_ADVANCE`."""
+    """The bind parameters of `ADVANCE`."""
     return {
         **thread_params(thread),
         "t_session_id": session_id,
@@ -249,18 +250,6 @@ def advance_params(
         "new_fingerprint": fingerprint,
         "new_updated_at": utcnow(),
     }
-
-
-def advance(
-    conn: Connection,
-    thread: ThreadRef,
-    session_id: str,
-    last_response_id: str | None,
-    fingerprint: str | None,
-) -> bool:
-    """Unit of work (or a step of one): SqlSessionRepository.advance."""
-    params = advance_params(thread, session_id, last_response_id, fingerprint)
-    return bool(conn.execute(_ADVANCE, params).rowcount)
 
 
 def _first(conn: Connection, stmt: Any) -> RowMapping | None:
@@ -277,20 +266,20 @@ class SqlPromptRepository(_Repository):
             _prompts.c.workspace_id == workspace_id,
             _prompts.c.channel_id == channel_id,
         )
-        row = await self._db.run_one(_first, stmt)
+        row = await self._db.run_autocommit(_first, stmt)
         return None if row is None else AdminPrompt(**_pick(row, AdminPrompt))
 
     async def in_force(
         self, platform: str, workspace_id: str, channel_id: str
     ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
         """The workspace's prompt and the channel's, in one query."""
-        return await self._db.run_one(_in_force, platform, workspace_id, channel_id)
+        return await self._db.run_autocommit(_in_force, platform, workspace_id, channel_id)
 
     async def set(self, prompt: AdminPrompt) -> None:
         """Insert or replace this scope's prompt."""
         values = {**asdict(prompt), "updated_at": prompt.updated_at or utcnow()}
         keys = ["platform", "workspace_id", "channel_id"]
-        await self._db.run_one(_execute, _upsert(self._dialect, _prompts, values, keys))
+        await self._db.run_autocommit(_execute, _upsert(self._dialect, _prompts, values, keys))
 
     async def clear(self, platform: str, workspace_id: str, channel_id: str) -> bool:
         """Remove this scope's prompt; True when there was one."""
@@ -299,7 +288,7 @@ class SqlPromptRepository(_Repository):
             _prompts.c.workspace_id == workspace_id,
             _prompts.c.channel_id == channel_id,
         )
-        return bool(await self._db.run_one(_execute, stmt))
+        return bool(await self._db.run_autocommit(_execute, stmt))
 
 
 def _in_force(
@@ -319,12 +308,12 @@ class SqlAuditLog(_Repository):
     async def record(self, entry: AuditEntry) -> None:
         """Append one entry."""
         values = {**asdict(entry), "created_at": entry.created_at or utcnow()}
-        await self._db.run_one(_execute, insert(_audit).values(values))
+        await self._db.run_autocommit(_execute, insert(_audit).values(values))
 
     async def recent(self, limit: int = 50) -> list[AuditEntry]:
         """Newest first (ties broken by insertion order)."""
         stmt = select(_audit).order_by(_audit.c.created_at.desc(), _audit.c.id.desc()).limit(limit)
-        return await self._db.run_one(_audit_entries, stmt)
+        return await self._db.run_autocommit(_audit_entries, stmt)
 
 
 def _audit_entries(conn: Connection, stmt: Any) -> list[AuditEntry]:

@@ -37,8 +37,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BotError
-from core.models import Reply, SamsarCall, Turn, TurnStatus
+from core.models import Recorded, Reply, SamsarCall, ThreadRef, Turn, TurnStatus
 from storage.database import Database
+from storage.repositories import ADVANCE, SESSION_OWNER, advance_params, thread_params
 from storage.tables import TurnImageRow, TurnRow, utcnow
 from storage.turn_codec import (
     dump_call,
@@ -176,6 +177,18 @@ class SqlTurnLedger:
 
     async def record(self, turn: Turn) -> bool:
         """Insert a received turn; False (and nothing written) when its event_key exists."""
+        try:
+            await self._db.run_autocommit(_insert, self._values(turn))
+        except IntegrityError:
+            # The loser of a race sees the winner's committed row here; anything else (a
+            # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
+            if await self.get(turn.event_key) is None:
+                raise
+            log.debug("duplicate event key", extra={"event_key": turn.event_key})
+            return False
+        return True
+
+    def _values(self, turn: Turn) -> dict[str, Any]:
         values = {
             "turn_id": turn.turn_id,
             "event_key": turn.event_key,
@@ -195,16 +208,19 @@ class SqlTurnLedger:
             values["status"] = _COMPLETED
             values["error"] = dump_error(turn.error)
             values["completed_at"] = values["created_at"]
+        return values
+
+    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
+        """`record`, unless the thread is another member's conversation (one unit of work)."""
         try:
-            await self._db.run_one(_insert, values)
+            return await self._db.run_autocommit(
+                _record_in_thread, self._values(turn), thread_params(thread)
+            )
         except IntegrityError:
-            # The loser of a race sees the winner's committed row here; anything else (a
-            # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
             if await self.get(turn.event_key) is None:
                 raise
             log.debug("duplicate event key", extra={"event_key": turn.event_key})
-            return False
-        return True
+            return Recorded(written=False)
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do, or None."""
@@ -239,7 +255,7 @@ class SqlTurnLedger:
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
-        await self._db.run_one(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
+        await self._db.run_autocommit(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
 
     async def complete(
         self,
@@ -260,12 +276,20 @@ class SqlTurnLedger:
             "error_json": None,
         }
         images: list[dict[str, Any]] = []
+        advance: dict[str, Any] | None = None
         if isinstance(outcome, Reply):
             params |= {"reply_json": dump_reply(outcome), "credits": outcome.credits.charged}
             images = [row.model_dump() for row in image_rows(turn_id, outcome)]
+            if (moved := outcome.advance) is not None:
+                advance = advance_params(
+                    moved.thread, moved.session_id, moved.response_id, moved.prompt_fingerprint
+                )
         else:
             params["error_json"] = dump_error(outcome)
-        return await self._db.run(_complete, params, images)
+        # Images go in with the outcome or not at all (a transaction); without images the two
+        # statements need none: the session moves first, as it did before the outcome was kept.
+        run = self._db.run if images else self._db.run_autocommit
+        return await run(_complete, params, images, advance)
 
     async def postpone(
         self, turn_id: str, owner: str, *, retry_at: datetime, delivery_attempts: int
@@ -287,20 +311,21 @@ class SqlTurnLedger:
     async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
         """Delivered or failed; the reply's image bytes are no longer needed."""
         params = {"id": turn_id, "holder": owner, "new_status": status.value, "now": self._now()}
-        if not await self._db.run(_finish, params):
+        # Image bytes a crash leaves behind here go with the turn when it is pruned.
+        if not await self._db.run_autocommit(_finish, params):
             log.warning("finish of a turn not held", extra={"turn_id": turn_id})
 
     async def get(self, event_key: str) -> Turn | None:
         """The turn of an event key, or None."""
-        return await self._db.run_one(_one_turn, _BY_EVENT, {"event_key": event_key})
+        return await self._db.run_autocommit(_one_turn, _BY_EVENT, {"event_key": event_key})
 
     async def load(self, turn_id: str) -> Turn | None:
         """The turn by id, with its outcome, or None."""
-        return await self._db.run_one(_one_turn, _BY_ID, {"id": turn_id})
+        return await self._db.run_autocommit(_one_turn, _BY_ID, {"id": turn_id})
 
     async def first_open_in_thread(self, thread_key: str) -> Turn | None:
         """The thread's oldest turn not finished yet, or None."""
-        return await self._db.run_one(
+        return await self._db.run_autocommit(
             _one_turn, _FIRST_OPEN_IN_THREAD, {"thread_key": thread_key}, with_images=False
         )
 
@@ -310,7 +335,9 @@ class SqlTurnLedger:
 
     async def _owned_update(self, turn_id: str, owner: str, **values: object) -> bool:
         stmt = update(_turns).where(_OWNED).values(**values)
-        return bool(await self._db.run_one(_rowcount, stmt, {"id": turn_id, "holder": owner}))
+        return bool(
+            await self._db.run_autocommit(_rowcount, stmt, {"id": turn_id, "holder": owner})
+        )
 
 
 # --- units of work -----------------------------------------------------------------------
@@ -322,6 +349,22 @@ def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
 
 def _insert(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(_INSERT_TURN, values)
+
+
+def _record_in_thread(conn: Connection, values: dict[str, Any], thread: dict[str, str]) -> Recorded:
+    session = conn.execute(SESSION_OWNER, thread).first()
+    owner: tuple[str, str | None] | None = None
+    if session is not None:
+        owner = (session.owner_key, session.owner_display)
+    else:
+        first = conn.execute(_FIRST_OPEN_IN_THREAD, {"thread_key": values["thread_key"]}).first()
+        if first is not None:
+            request = to_turn(first).request
+            owner = (first.user_key, request.user.label if request else None)
+    if owner is not None and owner[0] != values["user_key"]:
+        return Recorded(written=False, owner=owner)
+    conn.execute(_INSERT_TURN, values)
+    return Recorded(written=True)
 
 
 def _with_images(conn: Connection, row: Row[Any]) -> Turn:
@@ -349,7 +392,14 @@ def _oldest_first(turns: Sequence[Turn]) -> list[Turn]:
     return sorted(turns, key=lambda turn: (turn.created_at or datetime.min, turn.turn_id))
 
 
-def _complete(conn: Connection, params: dict[str, Any], images: list[dict[str, Any]]) -> bool:
+def _complete(
+    conn: Connection,
+    params: dict[str, Any],
+    images: list[dict[str, Any]],
+    advance: dict[str, Any] | None,
+) -> bool:
+    if advance is not None:
+        conn.execute(ADVANCE, advance)
     if conn.execute(_COMPLETE, params).rowcount != 1:
         return False
     if images:

@@ -22,6 +22,7 @@ from core.models import (
     GeneratedImage,
     ImageProblem,
     LoginLink,
+    Recorded,
     Reply,
     SamsarCall,
     StoredUser,
@@ -127,6 +128,7 @@ class MemoryTurns:
     def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.rows: dict[str, Turn] = {}
         self.now = now
+        self.sessions: MemorySessions | None = None  # where a reply's advance lands
 
     async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
@@ -134,6 +136,17 @@ class MemoryTurns:
         status = TurnStatus.COMPLETED if turn.error is not None else turn.status
         self.rows[turn.turn_id] = replace(turn, status=status, created_at=self.now())
         return True
+
+    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
+        session = await self.sessions.get(thread) if self.sessions is not None else None
+        owner: tuple[str, str | None] | None = None
+        if session is not None:
+            owner = (session.owner_key, session.owner_display)
+        elif (first := await self.first_open_in_thread(turn.thread_key)) is not None:
+            owner = (first.user_key, first.request.user.label if first.request else None)
+        if owner is not None and owner[0] != turn.user_key:
+            return Recorded(written=False, owner=owner)
+        return Recorded(written=await self.record(turn))
 
     def _runnable(self, turn: Turn, platforms: Collection[str], now: datetime) -> bool:
         if not turn.status.open or turn.platform not in platforms:
@@ -215,6 +228,11 @@ class MemoryTurns:
             credits_charged=reply.credits.charged if reply else None,
             completed_at=self.now(),
         )
+        if reply is not None and reply.advance is not None and self.sessions is not None:
+            moved = reply.advance
+            await self.sessions.advance(
+                moved.thread, moved.session_id, moved.response_id, moved.prompt_fingerprint
+            )
         return True
 
     async def postpone(
@@ -286,6 +304,9 @@ class MemoryStore:
     prompts: MemoryPrompts = field(default_factory=MemoryPrompts)
     turns: MemoryTurns = field(default_factory=MemoryTurns)
     audit: MemoryAudit = field(default_factory=MemoryAudit)
+
+    def __post_init__(self) -> None:
+        self.turns.sessions = self.sessions
 
 
 @dataclass

@@ -102,9 +102,6 @@ class ConversationService:
             return await self._record(event_key, request, route)
 
     async def _record(self, event_key: str, request: TurnRequest, route: str) -> Turn | None:
-        owner = await self.owner_of(request.thread)
-        if owner is not None and owner[0] != request.user.key:
-            raise NotThreadOwner(owner[1])
         turn = Turn(
             turn_id=uuid.uuid4().hex,
             event_key=event_key,
@@ -115,7 +112,10 @@ class ConversationService:
             request=request,
             route=route,
         )
-        if not await self._store.turns.record(turn):
+        recorded = await self._store.turns.record_in_thread(turn, request.thread)
+        if recorded.owner is not None:
+            raise NotThreadOwner(recorded.owner[1])
+        if not recorded.written:
             log.info(
                 "duplicate event dropped",
                 extra={"event_key": event_key, "thread_key": request.thread.key},

@@ -22,10 +22,12 @@ from core.models import (
     ChatUser,
     Credits,
     IncomingMessage,
+    Recorded,
     Reply,
     ReplyImage,
     SamsarCall,
     ThreadRef,
+    ThreadSession,
     Turn,
     TurnKind,
     TurnRequest,
@@ -93,6 +95,38 @@ async def test_record_keeps_the_request_and_drops_a_duplicate(store: SqlStore) -
     assert loaded.route == first.route and loaded.posted == "" and loaded.runs == 0
     assert loaded.created_at is not None and loaded.created_at.utcoffset() == timedelta(0)
     assert await store.turns.get("missing") is None
+
+
+async def test_record_in_thread_refuses_another_members_thread_and_writes_nothing(
+    store: SqlStore,
+) -> None:
+    bob = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+
+    def by(user: ChatUser, key: str, where: ThreadRef) -> Turn:
+        made = turn(key, where)
+        assert made.request is not None
+        return dataclasses.replace(
+            made, user_key=user.key, request=dataclasses.replace(made.request, user=user)
+        )
+
+    # Before its first answer, a thread belongs to the member whose open turn started it.
+    assert await store.turns.record_in_thread(by(ALICE, "a1", thread(1)), thread(1)) == Recorded(
+        written=True
+    )
+    refused = await store.turns.record_in_thread(by(bob, "b1", thread(1)), thread(1))
+    assert refused == Recorded(written=False, owner=(ALICE.key, "Alice"))
+    assert await store.turns.get("b1") is None
+    # Once it has a session, the session's owner decides.
+    await store.sessions.save(ThreadSession(thread(2), "sess-2", bob.key, "Bob"))
+    refused = await store.turns.record_in_thread(by(ALICE, "a2", thread(2)), thread(2))
+    assert refused == Recorded(written=False, owner=(bob.key, "Bob"))
+    assert await store.turns.record_in_thread(by(bob, "b2", thread(2)), thread(2)) == Recorded(
+        written=True
+    )
+    # A redelivery is not written again and names no owner.
+    assert await store.turns.record_in_thread(by(bob, "b2", thread(2)), thread(2)) == Recorded(
+        written=False
+    )
 
 
 async def test_a_clashing_turn_id_is_not_a_duplicate(store: SqlStore) -> None:
