@@ -105,7 +105,7 @@ class TurnRow(SQLModel, table=True):
     __tablename__ = "turns"
     __table_args__ = (
         UniqueConstraint("event_key", name="uq_turns_event_key"),
-        Index("ix_turns_thread_key_created_at", "thread_key", "created_at"),
+        Index("ux_turns_thread_key_seq", "thread_key", "seq", unique=True),
         Index("ix_turns_user_key_created_at", "user_key", "created_at"),
         Index("ix_turns_status_created_at", "status", "created_at"),
     )
@@ -114,6 +114,7 @@ class TurnRow(SQLModel, table=True):
     event_key: str
     platform: str
     thread_key: str
+    seq: int = 0  # its place in the thread: one more than the thread's highest at insert
     user_key: str
     kind: str
     status: str

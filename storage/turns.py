@@ -2,20 +2,19 @@
 
 Claims are row updates guarded by their own condition (compare and set), so of several
 workers exactly one gets a turn, on SQLite and PostgreSQL alike; no connection is held
-while a turn runs. Every call is one unit of work on the store's `Database` (one transaction,
-on SQLite one hop to its thread). On SQLite a claim is one `UPDATE … RETURNING`; on PostgreSQL
-it locks its candidates (`FOR UPDATE SKIP LOCKED`) and takes a transaction-level advisory lock
-on each one's thread for the instant of the claim, so two replicas can never start two turns of
-one thread.
+while a turn runs. Every call is one unit of work on the store's `Database` (on SQLite one hop
+to its thread). A claim is one `UPDATE … RETURNING` (on PostgreSQL over candidates locked with
+`FOR UPDATE SKIP LOCKED`). A thread's turns are numbered at insert (`seq`, unique per thread,
+one more than the highest committed): only the lowest open number of a thread can be claimed,
+and that is the same turn in every snapshot, so two replicas never start two turns of a thread.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -28,7 +27,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -58,12 +56,10 @@ _turns = TurnRow.__table__  # type: ignore[attr-defined]
 _images = TurnImageRow.__table__  # type: ignore[attr-defined]
 _t = _turns.c
 _COMPLETED = TurnStatus.COMPLETED.value
+_INSERT_TRIES = 5  # a turn numbered at the same moment as another of its thread tries again
 
-
-def thread_lock_key(thread_key: str) -> int:
-    """A stable signed 64-bit key for `pg_advisory_xact_lock` (the same in every replica)."""
-    digest = hashlib.blake2b(thread_key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _runnable() -> ColumnElement[bool]:
@@ -81,8 +77,7 @@ def _runnable() -> ColumnElement[bool]:
             other.c.turn_id != _t.turn_id,
             other.c.status.in_(OPEN),
             or_(
-                other.c.created_at < _t.created_at,
-                and_(other.c.created_at == _t.created_at, other.c.turn_id < _t.turn_id),
+                other.c.seq < _t.seq,
                 other.c.lease_expires_at > now,  # a turn of the thread is running
             ),
         ),
@@ -90,13 +85,6 @@ def _runnable() -> ColumnElement[bool]:
 
 
 _RUNNABLE = _runnable()
-_OLDEST_RUNNABLE = (
-    select(_t.turn_id)
-    .where(_RUNNABLE)
-    .order_by(_t.created_at, _t.turn_id)
-    .limit(bindparam("limit", type_=BigInteger))
-    .correlate(None)  # its own FROM turns, not the UPDATE's row
-)
 # A claim: a completed turn keeps its status (it is delivered, not run); any other one runs.
 _CLAIM_VALUES = {
     "status": case((_t.status == _COMPLETED, _t.status), else_=TurnStatus.RUNNING.value),
@@ -104,22 +92,31 @@ _CLAIM_VALUES = {
     "lease_owner": bindparam("owner"),
     "lease_expires_at": bindparam("until", type_=_t.lease_expires_at.type),
 }
-_CLAIM_SQLITE = (
-    update(_turns)
-    .where(_t.turn_id.in_(_OLDEST_RUNNABLE.scalar_subquery()))
-    .values(_CLAIM_VALUES)
-    .returning(*_turns.c)
-)
-_CANDIDATES_POSTGRES = (
-    select(_t.turn_id, _t.thread_key)
+_CANDIDATES = (
+    select(_t.turn_id)
     .where(_RUNNABLE)
     .order_by(_t.created_at, _t.turn_id)
     .limit(bindparam("limit", type_=BigInteger))
-    .with_for_update(skip_locked=True, of=_turns)
+    .correlate(None)  # its own FROM turns, not the UPDATE's row
+)
+# SQLite runs the subquery once, in the writer's lock.
+_CLAIM_SQLITE = (
+    update(_turns)
+    .where(_t.turn_id.in_(_CANDIDATES.scalar_subquery()))
+    .values(_CLAIM_VALUES)
+    .returning(*_turns.c)
+)
+# PostgreSQL: candidates that another claim holds are passed over, and they are chosen once
+# (materialized: a subquery under IN may be run again per row and take more than `limit`);
+# the condition is checked again on each row itself, for a candidate claimed meanwhile.
+_PICKED = (
+    _CANDIDATES.with_for_update(skip_locked=True)
+    .cte("picked")
+    .prefix_with("MATERIALIZED", dialect="postgresql")
 )
 _CLAIM_POSTGRES = (
     update(_turns)
-    .where(_t.turn_id.in_(bindparam("ids", expanding=True)), _RUNNABLE)
+    .where(_t.turn_id == _PICKED.c.turn_id, _RUNNABLE)
     .values(_CLAIM_VALUES)
     .returning(*_turns.c)
 )
@@ -127,13 +124,17 @@ _OWNED = and_(
     _t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"), _t.status.in_(OPEN)
 )
 _IMAGES_OF = select(_images).where(_images.c.turn_id == bindparam("id"))
-_INSERT_TURN = insert(_turns)
+_INSERT_TURN = insert(_turns).values(
+    seq=select(func.coalesce(func.max(_t.seq), 0) + 1)
+    .where(_t.thread_key == bindparam("seq_thread_key"))
+    .scalar_subquery()
+)
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
 _BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
 _FIRST_OPEN_IN_THREAD = (
     select(_turns)
     .where(_t.thread_key == bindparam("thread_key"), _t.status.in_(OPEN))
-    .order_by(_t.created_at, _t.turn_id)
+    .order_by(_t.seq)
     .limit(1)
 )
 _COMPLETE = (
@@ -177,16 +178,7 @@ class SqlTurnLedger:
 
     async def record(self, turn: Turn) -> bool:
         """Insert a received turn; False (and nothing written) when its event_key exists."""
-        try:
-            await self._db.run_autocommit(_insert, self._values(turn))
-        except IntegrityError:
-            # The loser of a race sees the winner's committed row here; anything else (a
-            # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
-            if await self.get(turn.event_key) is None:
-                raise
-            log.debug("duplicate event key", extra={"event_key": turn.event_key})
-            return False
-        return True
+        return await self._insert_new(turn, _insert, self._values(turn)) is not None
 
     def _values(self, turn: Turn) -> dict[str, Any]:
         values = {
@@ -194,6 +186,7 @@ class SqlTurnLedger:
             "event_key": turn.event_key,
             "platform": turn.platform,
             "thread_key": turn.thread_key,
+            "seq_thread_key": turn.thread_key,
             "user_key": turn.user_key,
             "kind": turn.kind,
             "status": turn.status.value,
@@ -212,15 +205,33 @@ class SqlTurnLedger:
 
     async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
         """`record`, unless the thread is another member's conversation (one unit of work)."""
-        try:
-            return await self._db.run_autocommit(
-                _record_in_thread, self._values(turn), thread_params(thread)
-            )
-        except IntegrityError:
-            if await self.get(turn.event_key) is None:
-                raise
-            log.debug("duplicate event key", extra={"event_key": turn.event_key})
-            return Recorded(written=False)
+        recorded = await self._insert_new(
+            turn, _record_in_thread, self._values(turn), thread_params(thread)
+        )
+        return Recorded(written=False) if recorded is None else recorded
+
+    async def _insert_new(
+        self,
+        turn: Turn,
+        work: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T | None:
+        """Run a unit that inserts `turn`; None when its event was recorded before. When
+        another replica numbered a turn of the same thread at the same moment, the unique
+        number makes this insert fail: it runs again and takes the next number."""
+        for attempt in range(1, _INSERT_TRIES + 1):
+            try:
+                return await self._db.run_autocommit(work, *args, **kwargs)
+            except IntegrityError:
+                # The loser of a race sees the winner's committed row here; anything else (a
+                # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
+                if await self.get(turn.event_key) is not None:
+                    log.debug("duplicate event key", extra={"event_key": turn.event_key})
+                    return None
+                if attempt == _INSERT_TRIES:
+                    raise
+        raise AssertionError("unreachable")
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do, or None."""
@@ -242,8 +253,7 @@ class SqlTurnLedger:
             "owner": owner,
             "until": now + lease,
         }
-        claim = _claim_postgres if self._dialect == "postgresql" else _claim_sqlite
-        return await self._db.run(claim, params)
+        return await self._db.run_autocommit(_claim, params)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
@@ -347,8 +357,9 @@ def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
     return int(conn.execute(stmt, params).rowcount or 0)
 
 
-def _insert(conn: Connection, values: dict[str, Any]) -> None:
+def _insert(conn: Connection, values: dict[str, Any]) -> bool:
     conn.execute(_INSERT_TURN, values)
+    return True
 
 
 def _record_in_thread(conn: Connection, values: dict[str, Any], thread: dict[str, str]) -> Recorded:
@@ -372,19 +383,9 @@ def _with_images(conn: Connection, row: Row[Any]) -> Turn:
     return to_turn(row, images)
 
 
-def _claim_sqlite(conn: Connection, params: dict[str, Any]) -> list[Turn]:
-    rows = conn.execute(_CLAIM_SQLITE, params).all()
-    return _oldest_first([_with_images(conn, row) for row in rows])
-
-
-def _claim_postgres(conn: Connection, params: dict[str, Any]) -> list[Turn]:
-    candidates = conn.execute(_CANDIDATES_POSTGRES, params).all()
-    if not candidates:
-        return []
-    for key in sorted({thread_lock_key(row.thread_key) for row in candidates}):
-        conn.execute(select(func.pg_advisory_xact_lock(literal(key, BigInteger))))
-    ids = [row.turn_id for row in candidates]
-    rows = conn.execute(_CLAIM_POSTGRES, {**params, "ids": ids}).all()
+def _claim(conn: Connection, params: dict[str, Any]) -> list[Turn]:
+    claim = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+    rows = conn.execute(claim, params).all()
     return _oldest_first([_with_images(conn, row) for row in rows])
 
 

@@ -291,6 +291,43 @@ async def test_many_workers_claim_each_turn_exactly_once(database: Database) -> 
         assert in_thread == sorted(in_thread)
 
 
+async def test_claim_some_takes_at_most_its_limit_and_leaves_the_rest(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    for key, n in (("a1", 1), ("a2", 1), ("b1", 2), ("c1", 3)):
+        clock.tick(seconds=1)
+        assert await store.turns.record(turn(key, thread(n)))
+    for owner, expected in (("w1", ["a1"]), ("w2", ["b1"])):
+        taken = await store.turns.claim_some(owner, ["slack"], LEASE, 1)
+        assert [t.event_key for t in taken] == expected
+    untouched = await store.turns.get("c1")
+    assert untouched is not None and untouched.lease_owner is None  # not taken beyond the limit
+    [rest] = await store.turns.claim_some("w3", ["slack"], LEASE, 5)
+    assert rest.event_key == "c1" and rest.lease_owner == "w3"
+
+
+async def test_replicas_recording_one_thread_at_once_number_its_turns_in_order(
+    database: Database,
+) -> None:
+    """Two replicas record turns of the same thread at the same moment: each is written once,
+    and the thread's numbers (its order) have no gap and no twin."""
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, pool_size=4)
+            )
+            for _ in range(2)
+        ]
+        written = await asyncio.gather(
+            *(stores[n % 2].turns.record(turn(f"ev{n}", thread(1))) for n in range(24))
+        )
+        assert all(written)
+        async with stores[0].engine.connect() as conn:
+            result = await conn.execute(text("SELECT seq FROM turns ORDER BY seq"))
+            assert [row.seq for row in result] == list(range(1, 25))
+
+
 async def test_migrating_the_old_ledger_keeps_its_turns(database: Database) -> None:
     from alembic import command
 
