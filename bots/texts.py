@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core import errors
@@ -118,6 +119,11 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
             return "Only workspace admins can change the assistant's instructions."
         case errors.InputRejected():
             return _input_rejected(error)
+        case errors.SlowDown():
+            return (
+                "You're sending messages faster than this bot allows. "
+                f"Slow down and try again in {max(1, math.ceil(error.wait))} s."
+            )
         case _:
             return UNEXPECTED
 

@@ -14,7 +14,8 @@
     ├── ConversationError           a rule of the conversation refused the action
     │   ├── NotThreadOwner          another member owns this thread's session
     │   ├── NotAdmin                an admin-only action by a non-admin
-    │   └── InputRejected           too long, too many images, image too large or unreadable
+    │   ├── InputRejected           too long, too many images, image too large or unreadable
+    │   └── SlowDown                the member sent more than their rate allows (wait seconds)
     └── Unexpected                  a turn ended in a failure nothing above foresaw (a bug)
 
 Adapters turn these into user text through one module (`bots.texts`).
@@ -111,6 +112,14 @@ class NotAdmin(ConversationError):
 
     def __init__(self) -> None:
         super().__init__("admin only")
+
+
+class SlowDown(ConversationError):
+    """The member is over their rate of turns; `wait` seconds until the next is allowed."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"member over their rate; next in {wait:.1f} s")
+        self.wait = wait
 
 
 class InputRejected(ConversationError):

@@ -201,13 +201,22 @@ class ReplyImage:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """A member's allowance of turns: refilled at `per_second`, up to `burst` at once."""
+
+    per_second: float
+    burst: float
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """What recording a member's turn came to: `written`, or not — a redelivery of an event
-    recorded before, or (with `owner`, the user key and display name) a thread that is another
-    member's conversation."""
+    recorded before, a thread that is another member's conversation (`owner`: their user key
+    and display name), or a member over their rate (`wait`: seconds until the next turn)."""
 
     written: bool
     owner: tuple[str, str | None] | None = None
+    wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from core.models import (
     ExternalIdentity,
     LoginLink,
     Prepared,
+    Rate,
     Recorded,
     Reply,
     SamsarCall,
@@ -161,10 +162,14 @@ class TurnLedger(Protocol):
         """Insert a received turn; False (and nothing written) when its event_key exists."""
         ...
 
-    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
         """`record`, unless the thread is another member's conversation: its session's owner,
         or before its first answer the member whose open turn started it (then nothing is
-        written and `owner` says whose it is)."""
+        written and `owner` says whose it is); or, with a `rate`, unless the member is over it
+        (nothing written, `wait` seconds until a turn is allowed; a redelivery of a recorded
+        event is not counted). The member's allowance is one for every replica."""
         ...
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.samsar.client import check_base_url
@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     # A variable set to "" (as copied from .env.example) counts as unset.
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", frozen=True, env_ignore_empty=True
+        env_file=None, extra="ignore", frozen=True, env_ignore_empty=True, populate_by_name=True
     )
 
     # Samsar
@@ -40,7 +40,13 @@ class Settings(BaseSettings):
 
     # Durable turns
     turn_lease_seconds: float = Field(30.0, ge=1)
-    max_running_turns: int = Field(64, ge=1)
+    # Turns one replica runs at once; more wait in the ledger (MAX_RUNNING_TURNS: its old name)
+    max_concurrent_turns: int = Field(
+        64, ge=1, validation_alias=AliasChoices("max_concurrent_turns", "max_running_turns")
+    )
+    # Each member's turns: refilled per minute, and how many at once (0 per minute: no limit)
+    member_turns_per_minute: float = Field(10.0, ge=0)
+    member_turn_burst: int = Field(5, ge=1)
     samsar_patience: float = Field(900.0, ge=0)
     delivery_tries: int = Field(10, ge=1)
     turn_retention_days: float = Field(30.0, gt=0)

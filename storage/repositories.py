@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Float,
     RowMapping,
     Table,
     and_,
@@ -24,12 +25,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import SQLModel
 
 from core.models import (
     AdminPrompt,
     AuditEntry,
+    Rate,
     StoredUser,
     ThreadRef,
     ThreadSession,
@@ -39,6 +42,7 @@ from storage.tables import (
     AdminPromptRow,
     AuditRow,
     ExternalUserRow,
+    MemberRateRow,
     ThreadSessionRow,
     UTCDateTime,
     utcnow,
@@ -59,6 +63,7 @@ _users = _table(ExternalUserRow)
 _sessions = _table(ThreadSessionRow)
 _prompts = _table(AdminPromptRow)
 _audit = _table(AuditRow)
+_rates = _table(MemberRateRow)
 
 # The statements of every turn, built once (SQLAlchemy caches their compiled form).
 _USER_BY_KEY = select(_users).where(_users.c.user_key == bindparam("user_key"))
@@ -318,3 +323,43 @@ class SqlAuditLog(_Repository):
 
 def _audit_entries(conn: Connection, stmt: Any) -> list[AuditEntry]:
     return [AuditEntry(**_pick(row, AuditEntry)) for row in conn.execute(stmt).mappings()]
+
+
+# --- members' token buckets --------------------------------------------------------------
+
+_level = _rates.c.tokens + (bindparam("now", type_=Float) - _rates.c.updated_at) * bindparam(
+    "per_second", type_=Float
+)
+_burst = bindparam("burst", type_=Float)
+_REFILLED = case((_level > _burst, _burst), else_=_level)
+_TAKE_TOKEN = (
+    update(_rates)
+    .where(_rates.c.user_key == bindparam("key"), _REFILLED >= 1)
+    .values(tokens=_REFILLED - 1, updated_at=bindparam("now", type_=Float))
+    .returning(_rates.c.tokens)
+)
+_BUCKET = select(_rates.c.tokens, _rates.c.updated_at).where(_rates.c.user_key == bindparam("key"))
+
+
+def take_token(conn: Connection, user_key: str, rate: Rate, now: float) -> float:
+    """A step of a unit of work: take a token from the member's bucket. 0.0 when taken; else
+    the seconds until one is there. One guarded UPDATE, so replicas never take the same
+    token; a member's first turn creates the bucket (full, less this turn)."""
+    params = {"key": user_key, "now": now, "per_second": rate.per_second, "burst": rate.burst}
+    for _ in range(3):
+        if conn.execute(_TAKE_TOKEN, params).first() is not None:
+            return 0.0
+        row = conn.execute(_BUCKET, params).first()
+        if row is None:
+            try:  # (autocommit on PostgreSQL; SQLite has one writer, so no race there)
+                conn.execute(
+                    insert(_rates).values(user_key=user_key, tokens=rate.burst - 1, updated_at=now)
+                )
+                return 0.0
+            except IntegrityError:
+                continue  # another replica made it at the same moment: take from theirs
+        tokens, updated_at = float(row.tokens), float(row.updated_at)
+        level = min(rate.burst, tokens + (now - updated_at) * rate.per_second)
+        if level < 1:
+            return (1 - level) / rate.per_second
+    return 0.0  # the bucket kept changing under us: let this one through

@@ -149,6 +149,17 @@ class TurnImageRow(SQLModel, table=True):
     data: bytes = Field(sa_type=LargeBinary)
 
 
+class MemberRateRow(SQLModel, table=True):
+    """A member's token bucket of turns: tokens left at `updated_at` (seconds since the
+    epoch, so the refill is plain arithmetic on both databases)."""
+
+    __tablename__ = "member_rates"
+
+    user_key: str = Field(primary_key=True)
+    tokens: float
+    updated_at: float
+
+
 class AuditRow(SQLModel, table=True):
     """One admin action, append-only."""
 
@@ -172,4 +183,5 @@ ALL_TABLES: tuple[str, ...] = (
     "turns",
     "turn_images",
     "audit_log",
+    "member_rates",
 )

@@ -35,9 +35,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BotError
-from core.models import Recorded, Reply, SamsarCall, ThreadRef, Turn, TurnStatus
+from core.models import Rate, Recorded, Reply, SamsarCall, ThreadRef, Turn, TurnStatus
 from storage.database import Database
-from storage.repositories import ADVANCE, SESSION_OWNER, advance_params, thread_params
+from storage.repositories import (
+    ADVANCE,
+    SESSION_OWNER,
+    advance_params,
+    take_token,
+    thread_params,
+)
 from storage.tables import TurnImageRow, TurnRow, utcnow
 from storage.turn_codec import (
     dump_call,
@@ -130,6 +136,7 @@ _INSERT_TURN = insert(_turns).values(
     .scalar_subquery()
 )
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
+_IS_RECORDED = select(_t.turn_id).where(_t.event_key == bindparam("event_key"))
 _BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
 _FIRST_OPEN_IN_THREAD = (
     select(_turns)
@@ -203,10 +210,18 @@ class SqlTurnLedger:
             values["completed_at"] = values["created_at"]
         return values
 
-    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
-        """`record`, unless the thread is another member's conversation (one unit of work)."""
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
+        """`record`, unless the thread is another member's conversation or the member is over
+        their `rate` (one unit of work)."""
         recorded = await self._insert_new(
-            turn, _record_in_thread, self._values(turn), thread_params(thread)
+            turn,
+            _record_in_thread,
+            self._values(turn),
+            thread_params(thread),
+            rate,
+            self._now().timestamp(),
         )
         return Recorded(written=False) if recorded is None else recorded
 
@@ -362,7 +377,13 @@ def _insert(conn: Connection, values: dict[str, Any]) -> bool:
     return True
 
 
-def _record_in_thread(conn: Connection, values: dict[str, Any], thread: dict[str, str]) -> Recorded:
+def _record_in_thread(
+    conn: Connection,
+    values: dict[str, Any],
+    thread: dict[str, str],
+    rate: Rate | None,
+    now: float,
+) -> Recorded:
     session = conn.execute(SESSION_OWNER, thread).first()
     owner: tuple[str, str | None] | None = None
     if session is not None:
@@ -374,6 +395,11 @@ def _record_in_thread(conn: Connection, values: dict[str, Any], thread: dict[str
             owner = (first.user_key, request.user.label if request else None)
     if owner is not None and owner[0] != values["user_key"]:
         return Recorded(written=False, owner=owner)
+    if rate is not None:
+        if conn.execute(_IS_RECORDED, {"event_key": values["event_key"]}).first() is not None:
+            return Recorded(written=False)  # a redelivery does not count against the rate
+        if (wait := take_token(conn, values["user_key"], rate, now)) > 0:
+            return Recorded(written=False, wait=wait)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)
 

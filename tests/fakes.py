@@ -22,6 +22,7 @@ from core.models import (
     GeneratedImage,
     ImageProblem,
     LoginLink,
+    Rate,
     Recorded,
     Reply,
     SamsarCall,
@@ -129,6 +130,7 @@ class MemoryTurns:
         self.rows: dict[str, Turn] = {}
         self.now = now
         self.sessions: MemorySessions | None = None  # where a reply's advance lands
+        self.buckets: dict[str, tuple[float, float]] = {}  # member → (tokens, at)
 
     async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
@@ -137,7 +139,9 @@ class MemoryTurns:
         self.rows[turn.turn_id] = replace(turn, status=status, created_at=self.now())
         return True
 
-    async def record_in_thread(self, turn: Turn, thread: ThreadRef) -> Recorded:
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
         session = await self.sessions.get(thread) if self.sessions is not None else None
         owner: tuple[str, str | None] | None = None
         if session is not None:
@@ -146,7 +150,22 @@ class MemoryTurns:
             owner = (first.user_key, first.request.user.label if first.request else None)
         if owner is not None and owner[0] != turn.user_key:
             return Recorded(written=False, owner=owner)
+        if rate is not None:
+            if await self.get(turn.event_key) is not None:
+                return Recorded(written=False)
+            if (wait := self._take(turn.user_key, rate)) > 0:
+                return Recorded(written=False, wait=wait)
         return Recorded(written=await self.record(turn))
+
+    def _take(self, user_key: str, rate: Rate) -> float:
+        """A token bucket per member on the ledger's clock."""
+        now = self.now().timestamp()
+        tokens, since = self.buckets.get(user_key, (rate.burst, now))
+        level = min(rate.burst, tokens + (now - since) * rate.per_second)
+        if level < 1:
+            return (1 - level) / rate.per_second
+        self.buckets[user_key] = (level - 1, now)
+        return 0.0
 
     def _runnable(self, turn: Turn, platforms: Collection[str], now: datetime) -> bool:
         if not turn.status.open or turn.platform not in platforms:

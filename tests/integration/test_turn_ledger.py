@@ -22,6 +22,7 @@ from core.models import (
     ChatUser,
     Credits,
     IncomingMessage,
+    Rate,
     Recorded,
     Reply,
     ReplyImage,
@@ -305,6 +306,38 @@ async def test_claim_some_takes_at_most_its_limit_and_leaves_the_rest(
     assert untouched is not None and untouched.lease_owner is None  # not taken beyond the limit
     [rest] = await store.turns.claim_some("w3", ["slack"], LEASE, 5)
     assert rest.event_key == "c1" and rest.lease_owner == "w3"
+
+
+async def test_a_member_over_their_rate_waits_for_a_token_shared_by_every_replica(
+    database: Database,
+) -> None:
+    clock = Clock()
+    rate = Rate(per_second=10 / 60, burst=2)  # ten a minute, two at once
+    async with AsyncExitStack() as stack:
+        a, b = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, now=clock)
+            )
+            for _ in range(2)
+        ]
+
+        async def record(store: SqlStore, key: str) -> Recorded:
+            return await store.turns.record_in_thread(turn(key), thread(), rate=rate)
+
+        assert await record(a, "ev1") == Recorded(written=True)
+        assert await record(b, "ev2") == Recorded(written=True)  # the burst, across replicas
+        over = await record(a, "ev3")
+        assert not over.written and over.wait == pytest.approx(6.0)
+        assert await b.turns.get("ev3") is None  # nothing recorded, so nothing runs or bills
+        assert await record(b, "ev1") == Recorded(written=False)  # a redelivery is not counted
+        clock.tick(seconds=3)
+        assert (await record(b, "ev3")).wait == pytest.approx(3.0)
+        clock.tick(seconds=3)
+        assert await record(b, "ev3") == Recorded(written=True)
+        other = dataclasses.replace(turn("ev4", thread(2)), user_key="slack:T1:U9")
+        assert await a.turns.record_in_thread(other, thread(2), rate=rate) == Recorded(
+            written=True
+        )  # each member has their own allowance
 
 
 async def test_replicas_recording_one_thread_at_once_number_its_turns_in_order(
