@@ -128,6 +128,14 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
             return UNEXPECTED
 
 
+def in_line(place: int | None) -> str:
+    """What a turn that has not started shows: its place in line, or that it waits for the
+    answer before it in the same conversation."""
+    if place is None:
+        return "Waiting for the previous answer in this conversation…"
+    return f"#{place} in line: the bot is busy, your turn is coming…"
+
+
 UNEXPECTED = "Something went wrong. Please try again."
 _LONGEST_WAIT_SHOWN = 3600.0
 MISCONFIGURED = (

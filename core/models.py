@@ -220,6 +220,17 @@ class Recorded:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingTurn:
+    """A turn not started yet: whether it is `behind` an earlier open turn of its own thread,
+    and whether every such earlier turn already shows something (`in_order`: a note for this
+    one then comes after theirs in the thread)."""
+
+    turn: Turn
+    behind: bool
+    in_order: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class SessionAdvance:
     """Where a completion moves its thread's session: the response to continue from and the
     admin prompt now sent. Stored with the turn's outcome, in the same write."""

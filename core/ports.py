@@ -28,6 +28,7 @@ from core.models import (
     Turn,
     TurnRequest,
     TurnStatus,
+    WaitingTurn,
 )
 
 
@@ -188,6 +189,10 @@ class TurnLedger(Protocol):
         first, in one go."""
         ...
 
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        """Turns not started yet (received, no lease), oldest first, up to `limit`."""
+        ...
+
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
         ...
@@ -198,6 +203,10 @@ class TurnLedger(Protocol):
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
+        ...
+
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        """`save_posted`, only while the turn is received and not leased; True when kept."""
         ...
 
     async def complete(
@@ -284,6 +293,11 @@ class Posted(Protocol):
         """Keep `value`, so a delivery after a restart edits instead of posting again."""
         ...
 
+    async def save_while_waiting(self, value: str) -> bool:
+        """Keep `value` only while the turn has not started in any worker; False (nothing
+        kept) once it has: what was just posted for the wait is then the adapter's to undo."""
+        ...
+
 
 class Working(Protocol):
     """The progress a platform shows while Samsar works on a turn."""
@@ -302,6 +316,14 @@ class TurnChannel(Protocol):
 
     async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
         """The member and the attached images, fetched now; BotError when they cannot be."""
+        ...
+
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """Show that the turn waits to start: `place` in the line of turns waiting for a free
+        worker (1: next), or None: behind an earlier turn of its own thread. Called again when
+        that changes; `working` then takes over what it showed."""
         ...
 
     def working(

@@ -35,7 +35,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BotError
-from core.models import Rate, Recorded, Reply, SamsarCall, ThreadRef, Turn, TurnStatus
+from core.models import (
+    Rate,
+    Recorded,
+    Reply,
+    SamsarCall,
+    ThreadRef,
+    Turn,
+    TurnStatus,
+    WaitingTurn,
+)
 from storage.database import Database
 from storage.repositories import (
     ADVANCE,
@@ -91,6 +100,7 @@ def _runnable() -> ColumnElement[bool]:
 
 
 _RUNNABLE = _runnable()
+_earlier = _turns.alias("earlier")
 # A claim: a completed turn keeps its status (it is delivered, not run); any other one runs.
 _CLAIM_VALUES = {
     "status": case((_t.status == _COMPLETED, _t.status), else_=TurnStatus.RUNNING.value),
@@ -173,6 +183,42 @@ _FINISH = (
 )
 _DROP_IMAGES = delete(_images).where(_images.c.turn_id == bindparam("id"))
 _SAVE_POSTED = update(_turns).where(_t.turn_id == bindparam("id")).values(posted=bindparam("value"))
+_SAVE_POSTED_WHILE_WAITING = (
+    update(_turns)
+    .where(
+        _t.turn_id == bindparam("id"),
+        _t.status == TurnStatus.RECEIVED.value,
+        _t.lease_owner.is_(None),
+    )
+    .values(posted=bindparam("value"))
+)
+_WAITING = (
+    select(
+        _turns,
+        exists()
+        .where(
+            _earlier.c.thread_key == _t.thread_key,
+            _earlier.c.seq < _t.seq,
+            _earlier.c.status.in_(OPEN),
+        )
+        .label("behind"),
+        exists()
+        .where(
+            _earlier.c.thread_key == _t.thread_key,
+            _earlier.c.seq < _t.seq,
+            _earlier.c.status.in_(OPEN),
+            _earlier.c.posted == "",
+        )
+        .label("after_unshown"),
+    )
+    .where(
+        _t.status == TurnStatus.RECEIVED.value,
+        _t.lease_owner.is_(None),
+        _t.platform.in_(bindparam("platforms", expanding=True)),
+    )
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(bindparam("limit", type_=BigInteger))
+)
 
 
 class SqlTurnLedger:
@@ -281,6 +327,19 @@ class SqlTurnLedger:
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
         await self._db.run_autocommit(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
+
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        """`save_posted`, only while the turn is received and not leased; True when kept."""
+        params = {"id": turn_id, "value": posted}
+        return bool(await self._db.run_autocommit(_rowcount, _SAVE_POSTED_WHILE_WAITING, params))
+
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        """Turns not started yet, oldest first, each with whether an earlier open turn of its
+        thread is ahead of it, and whether those all show something already."""
+        if not platforms:
+            return []
+        params = {"platforms": list(platforms), "limit": limit}
+        return await self._db.run_autocommit(_waiting, params)
 
     async def complete(
         self,
@@ -413,6 +472,13 @@ def _claim(conn: Connection, params: dict[str, Any]) -> list[Turn]:
     claim = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
     rows = conn.execute(claim, params).all()
     return _oldest_first([_with_images(conn, row) for row in rows])
+
+
+def _waiting(conn: Connection, params: dict[str, Any]) -> list[WaitingTurn]:
+    return [
+        WaitingTurn(to_turn(row), bool(row.behind), in_order=not row.after_unshown)
+        for row in conn.execute(_WAITING, params)
+    ]
 
 
 def _oldest_first(turns: Sequence[Turn]) -> list[Turn]:

@@ -31,6 +31,7 @@ from core.models import (
     ThreadSession,
     Turn,
     TurnStatus,
+    WaitingTurn,
 )
 
 PNG_1PX = bytes.fromhex(
@@ -230,6 +231,38 @@ class MemoryTurns:
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         self.rows[turn_id] = replace(self.rows[turn_id], posted=posted)
+
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        turn = self.rows[turn_id]
+        if turn.status is not TurnStatus.RECEIVED or turn.lease_owner is not None:
+            return False
+        self.rows[turn_id] = replace(turn, posted=posted)
+        return True
+
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        order = list(self.rows)
+
+        def earlier(turn: Turn) -> list[Turn]:
+            return [
+                other
+                for other in self.rows.values()
+                if other.thread_key == turn.thread_key
+                and other.status.open
+                and order.index(other.turn_id) < order.index(turn.turn_id)
+            ]
+
+        found = [
+            WaitingTurn(
+                turn,
+                behind=bool(earlier(turn)),
+                in_order=all(other.posted for other in earlier(turn)),
+            )
+            for turn in self.rows.values()
+            if turn.status is TurnStatus.RECEIVED
+            and turn.lease_owner is None
+            and turn.platform in platforms
+        ]
+        return found[:limit]
 
     async def complete(
         self, turn_id: str, owner: str, outcome: Reply | BotError, *, latency_ms: int | None

@@ -36,6 +36,11 @@ class ConsoleChannel:
         """The console member as recorded; the console attaches no files."""
         return Prepared(user=request.user)
 
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """The prompt already shows the member is waiting; one member has no line."""
+
     @contextlib.asynccontextmanager
     async def working(
         self, turn: Turn, request: TurnRequest, posted: Posted

@@ -30,6 +30,9 @@ PROMPT_WAS_NONE = "There was no {scope} prompt to clear."
 PROMPT_SET = "The {scope} prompt is set; it reaches each conversation's next turn."
 
 
+THINKING = "Thinking…"
+
+
 def generating(seconds: int) -> str:
     """The status of an image generation that is still running."""
     return f"🎨 Generating your image… {seconds} s"

@@ -138,6 +138,25 @@ class Renderer:
             unfurl_media=False,
         )
 
+    async def placeholder(self, place: Place, text: str) -> str:
+        """Post a placeholder (plain text) in the thread; its ts."""
+        response = await self._client.chat_postMessage(
+            channel=place.channel, thread_ts=place.thread_ts, text=escape(text), parse="none"
+        )
+        return str(response["ts"])
+
+    async def edit(self, place: Place, ts: str, text: str) -> None:
+        """Put plain text in a message the bot posted (a placeholder)."""
+        await self._client.chat_update(
+            channel=place.channel, ts=ts, text=escape(text), parse="none"
+        )
+
+    async def status(self, place: Place, text: str) -> None:
+        """The assistant thread's status line."""
+        await self._client.assistant_threads_setStatus(
+            channel_id=place.channel, thread_ts=place.thread_ts, status=text
+        )
+
     async def delete(self, place: Place, ts: str) -> None:
         """Take a message away (a placeholder); a failure only logs."""
         try:

@@ -128,7 +128,7 @@ class ConversationService:
                 extra={"event_key": event_key, "thread_key": request.thread.key},
             )
             return None
-        self.worker.wake()
+        self.worker.recorded(turn)
         return turn
 
     async def turn_of(self, event_key: str) -> Turn | None:

@@ -340,6 +340,30 @@ async def test_a_member_over_their_rate_waits_for_a_token_shared_by_every_replic
         )  # each member has their own allowance
 
 
+async def test_waiting_turns_say_what_they_wait_for_and_their_note_is_kept_only_while_waiting(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    for key, n in (("a1", 1), ("a2", 1), ("b1", 2)):
+        clock.tick(seconds=1)
+        assert await store.turns.record(turn(key, thread(n)))
+    waiting = await store.turns.waiting(["slack"], 10)
+    assert [(w.turn.event_key, w.behind, w.in_order) for w in waiting] == [
+        ("a1", False, True),
+        ("a2", True, False),  # behind a1 in its own thread, which shows nothing yet
+        ("b1", False, True),
+    ]
+    assert await store.turns.waiting(["discord"], 10) == []
+    a1, a2 = waiting[0].turn, waiting[1].turn
+    assert await store.turns.save_posted_while_waiting(a1.turn_id, "shown") is True
+    assert [w.in_order for w in await store.turns.waiting(["slack"], 10)] == [True, True, True]
+    running = await store.turns.claim("w", ["slack"], LEASE)
+    assert running is not None and running.turn_id == a1.turn_id and running.posted == "shown"
+    assert await store.turns.save_posted_while_waiting(a1.turn_id, "late") is False
+    assert [w.turn.event_key for w in await store.turns.waiting(["slack"], 10)] == ["a2", "b1"]
+    assert await store.turns.save_posted_while_waiting(a2.turn_id, "shown too") is True
+
+
 async def test_replicas_recording_one_thread_at_once_number_its_turns_in_order(
     database: Database,
 ) -> None:
