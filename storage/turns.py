@@ -11,7 +11,9 @@ and that is the same turn in every snapshot, so two replicas never start two tur
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -71,7 +73,10 @@ _turns = TurnRow.__table__  # type: ignore[attr-defined]
 _images = TurnImageRow.__table__  # type: ignore[attr-defined]
 _t = _turns.c
 _COMPLETED = TurnStatus.COMPLETED.value
-_INSERT_TRIES = 5  # a turn numbered at the same moment as another of its thread tries again
+# A turn numbered at the same moment as another of its thread tries again (one of them always
+# wins, so N replicas writing one thread at once need at most N tries), after a short pause.
+_INSERT_TRIES = 30
+_INSERT_PAUSE = 0.002
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -292,6 +297,7 @@ class SqlTurnLedger:
                     return None
                 if attempt == _INSERT_TRIES:
                     raise
+                await asyncio.sleep(random.uniform(0, _INSERT_PAUSE * attempt))
         raise AssertionError("unreachable")
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
