@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -95,6 +95,9 @@ class AdminPromptRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+OPEN_TURNS = "status IN ('received', 'running', 'completed')"
+
+
 class TurnRow(SQLModel, table=True):
     """One member action in the turn ledger; `event_key` is unique so redeliveries drop.
 
@@ -108,6 +111,15 @@ class TurnRow(SQLModel, table=True):
         Index("ux_turns_thread_key_seq", "thread_key", "seq", unique=True),
         Index("ix_turns_user_key_created_at", "user_key", "created_at"),
         Index("ix_turns_status_created_at", "status", "created_at"),
+        # Open turns only: what claims and the line look through stays small however long
+        # the ledger grows.
+        Index(
+            "ix_turns_open_created_at",
+            "created_at",
+            "turn_id",
+            postgresql_where=text(OPEN_TURNS),
+            sqlite_where=text(OPEN_TURNS),
+        ),
     )
 
     turn_id: str = Field(primary_key=True)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -82,20 +83,26 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _open(status: ColumnElement[str]) -> ColumnElement[bool]:
+    """`status` is an open one, with the values written into the SQL (not bound), so that
+    PostgreSQL can use the partial index of open turns in every plan, generic ones too."""
+    return status.in_([literal_column(f"'{value}'") for value in OPEN])
+
+
 def _runnable() -> ColumnElement[bool]:
     """Open, for the platforms asked, lease free or expired, retry due, first of its thread
     (bind parameters: `platforms`, `now`)."""
     other = _turns.alias("other")
     now = bindparam("now", type_=_t.created_at.type)
     return and_(
-        _t.status.in_(OPEN),
+        _open(_t.status),
         _t.platform.in_(bindparam("platforms", expanding=True)),
         or_(_t.lease_expires_at.is_(None), _t.lease_expires_at < now),
         or_(_t.next_attempt_at.is_(None), _t.next_attempt_at <= now),
         ~exists().where(
             other.c.thread_key == _t.thread_key,
             other.c.turn_id != _t.turn_id,
-            other.c.status.in_(OPEN),
+            _open(other.c.status),
             or_(
                 other.c.seq < _t.seq,
                 other.c.lease_expires_at > now,  # a turn of the thread is running
@@ -155,7 +162,7 @@ _IS_RECORDED = select(_t.turn_id).where(_t.event_key == bindparam("event_key"))
 _BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
 _FIRST_OPEN_IN_THREAD = (
     select(_turns)
-    .where(_t.thread_key == bindparam("thread_key"), _t.status.in_(OPEN))
+    .where(_t.thread_key == bindparam("thread_key"), _open(_t.status))
     .order_by(_t.seq)
     .limit(1)
 )
@@ -204,14 +211,14 @@ _WAITING = (
         .where(
             _earlier.c.thread_key == _t.thread_key,
             _earlier.c.seq < _t.seq,
-            _earlier.c.status.in_(OPEN),
+            _open(_earlier.c.status),
         )
         .label("behind"),
         exists()
         .where(
             _earlier.c.thread_key == _t.thread_key,
             _earlier.c.seq < _t.seq,
-            _earlier.c.status.in_(OPEN),
+            _open(_earlier.c.status),
             _earlier.c.posted == "",
         )
         .label("after_unshown"),
