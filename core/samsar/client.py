@@ -31,8 +31,15 @@ from core.models import (
     ExternalIdentity,
     LoginLink,
 )
+from core.offload import BIG, offload
 from core.samsar import wire
-from core.samsar.completion import pictures, read_completion
+from core.samsar.completion import (
+    decode_completion,
+    note_skipped,
+    pictures,
+    read_completion,
+    reject_constant,
+)
 from core.samsar.retry import RetryPolicy, Sleep, error_from_response, run_with_retry
 
 if TYPE_CHECKING:
@@ -44,12 +51,14 @@ R = TypeVar("R", bound=wire.WireResponse)
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """A 2xx answer: its JSON object, status, request id and credit headers."""
+    """A 2xx answer: its JSON object (None for a big body, left as `content` for whoever
+    reads it off the event loop), status, request id and credit headers."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     request_id: str | None
     credits: Credits
+    content: bytes | bytearray = b""
 
 
 def _number(value: str | None) -> float | None:
@@ -82,10 +91,6 @@ def _remaining(value: float | None, where: str) -> float | None:
 def _short_header(value: str | None, limit: int = 200) -> str | None:
     """A header value kept for logs and errors, cut to `limit` characters."""
     return value[:limit] if value is not None else None
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _positive(credits: int) -> int:
@@ -192,14 +197,27 @@ class SamsarClient:
         body = wire.CompletionBody.build(request, _user(user))
         route = "external_users/assistant/completion"
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
-        read = read_completion(reply.body)
+        if reply.body is not None:
+            read = read_completion(reply.body)
+            images, problems = await asyncio.to_thread(pictures, read.image_calls)
+        else:  # pictures: parsed, decoded and checked in a worker process
+            decoded = await offload(len(reply.content), decode_completion, reply.content)
+            if isinstance(decoded, str):
+                raise MalformedResponse(
+                    f"POST {route}: {decoded}", status=reply.status, request_id=reply.request_id
+                )
+            read, images, problems = decoded
+            if read.skipped:
+                note_skipped(read)
+            if problems:
+                shown = [problem.value for problem in problems]
+                _log.warning("pictures not delivered", extra={"problems": shown})
         if read.empty and read.skipped:
             raise MalformedResponse(
                 f"POST {route}: no text or image in the completion body",
                 status=reply.status,
                 request_id=reply.request_id,
             )
-        images, problems = await asyncio.to_thread(pictures, read.image_calls)
         return Completion(
             response_id=read.response_id,
             text=read.text,
@@ -269,6 +287,7 @@ class SamsarClient:
     # --- transport --------------------------------------------------------------------
 
     def _parse(self, model: type[R], reply: _Reply) -> R:
+        assert reply.body is not None, "only completion bodies are left unparsed"
         return wire.parse(model, reply.body, status=reply.status, request_id=reply.request_id)
 
     def _balance(self, reply: _Reply) -> Balance:
@@ -350,7 +369,11 @@ class SamsarClient:
     async def _exchange(self, request: httpx.Request, route: str, limit: float) -> _Reply:
         where = f"{request.method} {route}"
         try:
-            response = await self._http.send(request)
+            response = await self._http.send(request, stream=True)
+            try:
+                content = await _read(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise SamsarTimeout(f"{where}: no answer within {limit:g}s") from exc
         except httpx.DecodingError as exc:
@@ -367,14 +390,16 @@ class SamsarClient:
             raise error_from_response(
                 where,
                 status,
-                response.text,
+                bytes(content).decode(response.encoding or "utf-8", errors="replace"),
                 retry_after=headers.get("retry-after"),
                 request_id=request_id,
                 credits_remaining=credits.remaining,
                 secret=self._api_key,
             )
+        if len(content) >= BIG and route.endswith("completion"):
+            return _Reply(status, None, request_id, credits, content=content)
         try:
-            body = json.loads(response.content, parse_constant=_reject_constant)
+            body = json.loads(content, parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise MalformedResponse(
                 f"{where}: response body is not JSON", status=status, request_id=request_id
@@ -384,6 +409,15 @@ class SamsarClient:
                 f"{where}: response body is not a JSON object", status=status, request_id=request_id
             )
         return _Reply(status=status, body=body, request_id=request_id, credits=credits)
+
+
+async def _read(response: httpx.Response) -> bytearray:
+    """The body, gathered piece by piece as it arrives: a picture's 60 MB never have to be
+    joined in one step of the event loop."""
+    content = bytearray()
+    async for piece in response.aiter_bytes():
+        content += piece
+    return content
 
 
 if TYPE_CHECKING:
