@@ -7,8 +7,10 @@ import ipaddress
 import json
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -34,7 +36,7 @@ from core.models import (
 from core.offload import BIG, offload
 from core.samsar import wire
 from core.samsar.completion import (
-    decode_completion,
+    decode_completion_file,
     note_skipped,
     pictures,
     read_completion,
@@ -58,7 +60,7 @@ class _Reply:
     body: dict[str, Any] | None
     request_id: str | None
     credits: Credits
-    content: bytes | bytearray = b""
+    content: bytes | bytearray | Path = b""
 
 
 def _number(value: str | None) -> float | None:
@@ -200,8 +202,12 @@ class SamsarClient:
         if reply.body is not None:
             read = read_completion(reply.body)
             images, problems = await asyncio.to_thread(pictures, read.image_calls)
-        else:  # pictures: parsed, decoded and checked in a worker process
-            decoded = await offload(len(reply.content), decode_completion, reply.content)
+        else:  # pictures: parsed, decoded and checked in a worker process, from the file
+            assert isinstance(reply.content, Path)
+            try:
+                decoded = await offload(BIG, decode_completion_file, str(reply.content))
+            finally:
+                await asyncio.to_thread(reply.content.unlink, missing_ok=True)
             if isinstance(decoded, str):
                 raise MalformedResponse(
                     f"POST {route}: {decoded}", status=reply.status, request_id=reply.request_id
@@ -371,7 +377,8 @@ class SamsarClient:
         try:
             response = await self._http.send(request, stream=True)
             try:
-                content = await _read(response)
+                spill = route.endswith("completion") and 200 <= response.status_code < 300
+                content = await _read(response, spill=spill)
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
@@ -390,13 +397,15 @@ class SamsarClient:
             raise error_from_response(
                 where,
                 status,
-                bytes(content).decode(response.encoding or "utf-8", errors="replace"),
+                bytes(content).decode(response.encoding or "utf-8", errors="replace")
+                if not isinstance(content, Path)
+                else "",
                 retry_after=headers.get("retry-after"),
                 request_id=request_id,
                 credits_remaining=credits.remaining,
                 secret=self._api_key,
             )
-        if len(content) >= BIG and route.endswith("completion"):
+        if isinstance(content, Path):
             return _Reply(status, None, request_id, credits, content=content)
         try:
             body = json.loads(content, parse_constant=reject_constant)
@@ -411,13 +420,46 @@ class SamsarClient:
         return _Reply(status=status, body=body, request_id=request_id, credits=credits)
 
 
-async def _read(response: httpx.Response) -> bytearray:
-    """The body, gathered piece by piece as it arrives: a picture's 60 MB never have to be
-    joined in one step of the event loop."""
+async def _read(response: httpx.Response, *, spill: bool) -> bytearray | Path:
+    """The body, gathered piece by piece as it arrives (a picture's 60 MB are never joined in
+    one step of the event loop); with `spill`, a body that grows big goes on in a file instead,
+    a megabyte at a time, for a worker process to read: the bot's own memory never holds the
+    base64 of a picture."""
     content = bytearray()
-    async for piece in response.aiter_bytes():
-        content += piece
-    return content
+    spilled: _Spilled | None = None
+    try:
+        async for piece in response.aiter_bytes():
+            content += piece
+            if spill and len(content) >= BIG:
+                if spilled is None:
+                    spilled = await asyncio.to_thread(_Spilled)
+                await asyncio.to_thread(spilled.write, content)
+                content = bytearray()
+        if spilled is None:
+            return content
+        await asyncio.to_thread(spilled.write, content)
+        return await asyncio.to_thread(spilled.close)
+    except BaseException:
+        if spilled is not None:
+            await asyncio.to_thread(spilled.discard)
+        raise
+
+
+class _Spilled:
+    """A body being written to a temporary file."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.NamedTemporaryFile(prefix="samsar-", delete=False)  # noqa: SIM115
+
+    def write(self, data: bytearray) -> None:
+        self._file.write(data)
+
+    def close(self) -> Path:
+        self._file.close()
+        return Path(self._file.name)
+
+    def discard(self) -> None:
+        self.close().unlink(missing_ok=True)
 
 
 if TYPE_CHECKING:

@@ -99,6 +99,12 @@ def reject_constant(name: str) -> float:
 Decoded = tuple[ReadCompletion, tuple[GeneratedImage, ...], list[ImageProblem]]
 
 
+def decode_completion_file(path: str) -> Decoded | str:
+    """`decode_completion` of a body kept in a file (for a worker process)."""
+    with open(path, "rb") as file:
+        return decode_completion(file.read())
+
+
 def decode_completion(content: bytes | bytearray) -> Decoded | str:
     """A completion body's bytes, parsed, read and its pictures decoded and checked, in one
     go (for a worker process: nothing here logs; the caller logs what the result says); or
