@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -74,7 +73,7 @@ SESSION_OWNER = select(_sessions.c.owner_key, _sessions.c.owner_display).where(_
 _PROMPTS_OF_THREAD = select(_prompts).where(
     _prompts.c.platform == bindparam("platform"),
     _prompts.c.workspace_id == bindparam("workspace_id"),
-    or_(_prompts.c.channel_id == "", _prompts.c.channel_id == bindparam("channel_id")),
+    _prompts.c.channel_id.in_([literal(""), bindparam("channel_id")]),  # the key's index
 )
 ADVANCE = (
     update(_sessions)
