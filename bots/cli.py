@@ -93,6 +93,7 @@ def console(
                 wired.service,
                 user_name=settings.console_user,
                 image_dir=settings.console_image_dir,
+                grace=settings.shutdown_grace,
             )
             if sandbox:
                 bot.say(f"(offline sandbox at {wired.samsar_base_url})")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -78,3 +81,61 @@ def test_without_sandbox_or_key_it_names_the_setting(tmp_path: Path) -> None:
     result = run_console(tmp_path, "")
     assert result.returncode == 2
     assert "SAMSAR_API_KEY" in result.stderr
+
+
+def console_process(tmp_path: Path) -> subprocess.Popen[str]:
+    """`samsar-bot console --sandbox` with its stdin kept open, as a member's terminal."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DATA_DIR": str(tmp_path / "data"),
+        "CONSOLE_IMAGE_DIR": str(tmp_path / "images"),
+    }
+    return subprocess.Popen(
+        [str(BIN), "console", "--sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def running_turns(database: Path) -> int:
+    """Turns the console's ledger has running now (0 before the file exists)."""
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM turns WHERE status = 'running'").fetchone()
+        except sqlite3.OperationalError:  # not migrated yet
+            return 0
+        return int(row[0])
+
+
+def test_sigterm_during_an_answer_still_shows_it_then_ends(tmp_path: Path) -> None:
+    console = console_process(tmp_path)
+    assert console.stdin is not None
+    console.stdin.write("a slow one #slow=1.5\n")
+    console.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not running_turns(tmp_path / "data" / "samsar-bots.db"):
+        assert time.monotonic() < deadline and console.poll() is None, "the turn never started"
+        time.sleep(0.02)  # polling the ledger under the deadline
+    console.send_signal(signal.SIGTERM)
+    out, err = console.communicate(timeout=60)
+    assert console.returncode == 0, err
+    assert "Stopping: the answer in progress is still coming" in out
+    assert out.index("Stopping") < out.index("Sandbox reply") < out.index("Bye.")
+
+
+def test_ctrl_c_at_the_idle_prompt_ends_the_console_at_once(tmp_path: Path) -> None:
+    console = console_process(tmp_path)
+    assert console.stdout is not None
+    while "Samsar console" not in console.stdout.readline():  # up, waiting for a line
+        assert console.poll() is None, "the console ended"
+    console.send_signal(signal.SIGINT)
+    out, err = console.communicate(timeout=30)  # no Enter needed
+    assert console.returncode == 0, err
+    assert "Bye." in out and "Traceback" not in err
