@@ -129,6 +129,15 @@ class Intake:
             SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
         )
 
+    async def unreadable_envelope(
+        self, client: AsyncBaseSocketModeClient, envelope_id: object
+    ) -> None:
+        """Acknowledge an envelope whose payload is not even an object, and say so once."""
+        refused = Refused(400, "payload not an object")
+        self._budget.warn("slack envelope refused", _fields(refused, "socket"))
+        if isinstance(envelope_id, str) and envelope_id:
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+
     # --- both -------------------------------------------------------------------------
 
     async def _dispatch(
@@ -175,7 +184,7 @@ def _read(raw: bytes, content_type: str) -> Admitted:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(400, "not utf-8") from None
-    if content_type == _JSON or (content_type != _FORM and text.startswith("{")):
+    if content_type == _JSON:  # Slack labels every body; an unlabelled one is not Slack's
         return _from_json(text)
     if content_type == _FORM:
         return _from_form(text)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -59,11 +60,34 @@ async def serving_http(bot: SlackBot, *, host: str, port: int) -> AsyncIterator[
         await runner.cleanup()
 
 
+class _SocketModeClient(SocketModeClient):
+    """slack-sdk's Socket Mode client, except that an envelope whose payload is no object
+    (Slack never sends one) is acknowledged and ignored, where the client would log a
+    traceback and leave it unacknowledged for Slack to send again."""
+
+    intake: Intake
+
+    async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
+        """Refuse an unreadable envelope, hand the rest to slack-sdk."""
+        payload = message.get("payload")
+        if "payload" in message and not isinstance(payload, dict | str):
+            await self.intake.unreadable_envelope(self, message.get("envelope_id"))
+            return
+        await super().run_message_listeners(message, raw_message)
+
+
 class _SocketModeHandler(AsyncSocketModeHandler):
     """bolt's Socket Mode handler with every envelope passing through the intake first."""
 
     def __init__(self, bot: SlackBot, app_token: str) -> None:
-        super().__init__(bot.app, app_token)
+        # As bolt's own __init__, with the client above (one client, so no stray session).
+        self.app = bot.app
+        self.app_token = app_token
+        self.client = _SocketModeClient(
+            app_token=app_token, logger=bot.app.logger, web_client=bot.app.client
+        )
+        self.client.intake = bot.intake
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
         self._intake = bot.intake
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
