@@ -244,3 +244,13 @@ async def test_a_slack_answer_that_is_not_json_ends_in_the_download_sentence(
     [answer] = slack.fake.thread(DM, at)
     assert answer.text == "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
     assert slack.completions() == [] and no_tracebacks(caplog)
+
+
+async def test_too_many_images_are_refused_before_any_download(slack: Slack) -> None:
+    files = [slack.fake.add_file(f"p{n}.png", PNG_1PX) for n in range(5)]  # the limit is 4
+    at = payloads.ts()
+    await slack.event(payloads.message("all of these", channel=DM, at=at, files=files))
+    await slack.settle()
+    [answer] = slack.fake.thread(DM, at)
+    assert answer.text == "Too many images: send at most 4 per message."
+    assert slack.fake.downloads == [] and slack.completions() == []
