@@ -176,7 +176,11 @@ async def running_harness(
         settings = Settings(discord_token=TOKEN, discord_guild_ids=str(fake.guild_id))
         service = ConversationService(samsar, store, conversation_config(settings))
         bot = SamsarDiscordBot(
-            service, settings, status_every=status_every, guild_ready_timeout=0.05
+            service,
+            settings,
+            status_every=status_every,
+            cdn_origins=(fake.base_url,),  # the fake's CDN stands in for Discord's
+            guild_ready_timeout=0.05,
         )
         async with service.worker.serving():
             task = asyncio.create_task(bot.start(TOKEN))
