@@ -120,7 +120,26 @@ def answerable(data: Any) -> tuple[str, str, int] | None:
         return None
     if "/" in token or "?" in token or "#" in token:
         return None
-    return str(interaction_id), token, kind if type(kind) is int else COMMAND
+    if type(kind) is int and kind in (PING, COMMAND, COMPONENT, AUTOCOMPLETE, MODAL):
+        return str(interaction_id), token, int(kind)  # `type(...) is`: True is no ping
+    return str(interaction_id), token, _guess_kind(data.get("data"))
+
+
+def _guess_kind(inner: object) -> int:
+    """What an interaction of an unreadable type most likely is, to answer it in a way
+    Discord accepts: suggestions when an option is focused, else a message."""
+    if not isinstance(inner, Mapping):
+        return COMMAND
+    pending: list[object] = [inner]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Mapping):
+            if node.get("focused") is True:
+                return AUTOCOMPLETE
+            options = node.get("options")
+            if isinstance(options, list):
+                pending.extend(options[:25])
+    return COMMAND
 
 
 def check_interaction(data: Mapping[str, Any]) -> None:
@@ -140,8 +159,8 @@ def check_interaction(data: Mapping[str, Any]) -> None:
         _check_user(_object(member, "user", required=True))
     elif kind != PING:
         _check_user(_object(data, "user", required=True))
-    channel = _object(data, "channel")
-    if channel:
+    if "channel" in data:
+        channel = _object(data, "channel", required=True)
         _snowflake(channel, "id", required=True)
         _int(channel, "type", required=True)
     for name, kind_of in (("entitlements", list), ("authorizing_integration_owners", dict)):
@@ -185,7 +204,10 @@ def check_message(data: Any) -> None:
     _check_user(_object(data, "author", required=True))
     if data.get("guild_id") is not None:
         _object(data, "member")
-    for name in ("mentions", "attachments", "embeds", "mention_roles"):
+    for name in ("mentions", "attachments"):  # always sent, if only empty
+        if not isinstance(data.get(name), list):
+            raise OffShape(name)
+    for name in ("embeds", "mention_roles"):
         if not isinstance(data.get(name, []), list):
             raise OffShape(name)
     for user in data.get("mentions", []):
@@ -211,6 +233,8 @@ def _check_attachment(attachment: object) -> None:
     _snowflake(attachment, "id", required=True)
     _text(attachment, "filename", required=True)
     _text(attachment, "url", required=True)
+    if not str(attachment["url"]).startswith(("https://", "http://")):
+        raise OffShape("attachments.url")
     _text(attachment, "proxy_url")
     _text(attachment, "content_type")
     _int(attachment, "size", required=True)

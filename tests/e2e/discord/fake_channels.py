@@ -115,6 +115,7 @@ class ChannelRoutes:
         if data is None:
             return web.Response(status=404, text="Not Found")
         self.cdn_fetches.append(attachment_id)
+        self.cdn_hosts.append(request.host)
         behaviour = self.cdn_behaviours.get(attachment_id)
         if behaviour == "reset":  # the connection drops before any answer
             if request.transport is not None:

@@ -65,6 +65,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.cdn_delays: dict[int, float] = {}  # attachment id → seconds the CDN takes to serve it
         self.cdn_behaviours: dict[int, str] = {}  # attachment id → "reset" or "endless"
         self.cdn_fetches: list[int] = []  # attachment ids the CDN was asked for
+        self.cdn_hosts: list[str] = []  # the Host each of those requests named
         self.rate_limits: dict[tuple[str, str], float] = {}
         self.base_url = ""
         self.gateway = Gateway(TOKEN, self._ready_payloads)

@@ -37,6 +37,7 @@ class InteractionState:
     channel_id: int
     payload: dict[str, Any]
     upload_limit: int
+    kind: int = COMMAND  # the interaction type, as Discord itself knows it
     dispatched_at: float | None = None
     acknowledged_at: float | None = None
     ephemeral: bool = False
@@ -119,7 +120,7 @@ class InteractionRoutes:
         else:
             payload |= {"user": who, "context": 1}
         self.interactions[interaction_id] = InteractionState(
-            interaction_id, token, channel_id, payload, upload_limit
+            interaction_id, token, channel_id, payload, upload_limit, kind
         )
         return payload
 
@@ -153,7 +154,7 @@ class InteractionRoutes:
         kind = body.json.get("type")
         data = body.json.get("data") or {}
         flags = int(data.get("flags") or 0)
-        if kind not in ANSWERS.get(int(state.payload["type"]), set()):
+        if kind not in ANSWERS.get(state.kind, set()):
             raise Refusal(400, 50035, "Invalid Form Body")  # e.g. a message to an autocomplete
         if kind == SUGGESTIONS:
             choices = data.get("choices")
