@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -14,11 +15,14 @@ from discord.gateway import DiscordWebSocket
 
 from bots.bootstrap import App, MissingSettingError
 from bots.discord import errors
+from bots.discord.attachments import DISCORD_CDN_ORIGINS, AttachmentFetcher
 from bots.discord.cogs.account import AccountCog
 from bots.discord.cogs.admin import AdminCog
 from bots.discord.cogs.chat import ChatCog
 from bots.discord.cogs.imagine import ImagineCog
+from bots.discord.cogs.interactions import InteractionsCog
 from bots.discord.cogs.messages import MessagesCog
+from bots.discord.commands_check import admit
 from bots.discord.translate import PLATFORM, Interaction
 from bots.discord.turns import DiscordTurns
 from core.conversation.locks import KeyedLocks
@@ -48,6 +52,10 @@ class SamsarCommandTree(app_commands.CommandTree[discord.Client]):
         """Render a BotError to the caller; log anything else and say so."""
         await errors.on_command_error(interaction, error)
 
+    async def interaction_check(self, interaction: Interaction, /) -> bool:
+        """Run only commands that fit the bot's; answer the others (see `commands_check`)."""
+        return await admit(self, interaction)
+
 
 class SamsarDiscordBot(commands.Bot):
     """The Samsar assistant on Discord; `options` reach `discord.Client` (e.g. in tests)."""
@@ -58,6 +66,7 @@ class SamsarDiscordBot(commands.Bot):
         settings: Settings,
         *,
         status_every: float = STATUS_EVERY,
+        cdn_origins: Sequence[str] = DISCORD_CDN_ORIGINS,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -71,6 +80,7 @@ class SamsarDiscordBot(commands.Bot):
         self.service = service
         self.settings = settings
         self.status_every = status_every
+        self.cdn_origins = tuple(cdn_origins)  # where member attachments may be fetched
         # One FIFO lock per conversation, shared by messages and slash commands, so a turn
         # whose attachment downloads slowly is not overtaken by the next one.
         self.turns = KeyedLocks()
@@ -82,6 +92,7 @@ class SamsarDiscordBot(commands.Bot):
         await self.add_cog(ImagineCog(self.service, self.settings, self.turns))
         await self.add_cog(AccountCog(self.service))
         await self.add_cog(AdminCog(self.service))
+        await self.add_cog(InteractionsCog(self))
         guild_ids = self.settings.discord_guild_ids
         for guild_id in guild_ids:
             guild = discord.Object(int(guild_id))
@@ -92,8 +103,16 @@ class SamsarDiscordBot(commands.Bot):
             synced = await self.tree.sync()
             log.info("commands synced globally", extra={"count": len(synced)})
         # From here on this process answers Discord turns, its own and any left unfinished.
+        attachments = AttachmentFetcher(
+            max_bytes=self.settings.max_input_image_bytes,
+            origins=self.cdn_origins,
+            proxy=self.http.proxy,
+        )
         self.service.worker.attach(
-            PLATFORM, DiscordTurns(self, self.service, status_every=self.status_every)
+            PLATFORM,
+            DiscordTurns(
+                self, self.service, status_every=self.status_every, attachments=attachments
+            ),
         )
 
     async def on_message(self, message: discord.Message, /) -> None:

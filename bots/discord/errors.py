@@ -31,18 +31,17 @@ def user_text(error: BaseException) -> str:
 
 
 async def on_command_error(interaction: Interaction, error: app_commands.AppCommandError) -> None:
-    """Render a command's failure to its caller (a BotError clearly, anything else logged)."""
+    """Render a command's failure to its caller (a BotError or a command that does not fit
+    clearly, anything else logged)."""
     cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     command = interaction.command.qualified_name if interaction.command else None
+    fields = {"command": command, "error": type(cause).__name__, "interaction_id": interaction.id}
     if isinstance(cause, BotError):
-        log.info(
-            "command refused",
-            extra={
-                "command": command,
-                "error": type(cause).__name__,
-                "interaction_id": interaction.id,
-            },
-        )
+        log.info("command refused", extra=fields)
+    elif (sentence := _does_not_fit(interaction, cause)) is not None:
+        log.info("command does not fit", extra=fields)
+        await _tell(interaction, sentence)
+        return
     else:
         log.error(
             "command failed",
@@ -52,9 +51,25 @@ async def on_command_error(interaction: Interaction, error: app_commands.AppComm
     await _tell(interaction, user_text(cause))
 
 
+def _does_not_fit(interaction: Interaction, error: BaseException) -> str | None:
+    """The sentence for a command discord.py could not match to the bot's (stale, unknown,
+    an option it could not convert); None for any other failure."""
+    name = interaction.command.qualified_name if interaction.command else None
+    if isinstance(error, app_commands.CommandNotFound):
+        return texts.unknown_command(" ".join([*error.parents, error.name])[:100])
+    if isinstance(error, app_commands.CommandSignatureMismatch):
+        return texts.stale_command(error.command.qualified_name)
+    if isinstance(error, app_commands.TransformerError):
+        return texts.stale_command(name or "?")
+    return None
+
+
 async def _tell(interaction: Interaction, text: str) -> None:
     try:
-        if not interaction.response.is_done():
+        if interaction.type is discord.InteractionType.autocomplete:
+            if not interaction.response.is_done():
+                await interaction.response.autocomplete([])  # suggestions have no text
+        elif not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
         elif not interaction.extras.get(ANSWERED):
             private = bool(interaction.extras.get(PRIVATE))
@@ -63,6 +78,23 @@ async def _tell(interaction: Interaction, text: str) -> None:
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
     except discord.HTTPException as exc:
         log.warning("could not tell the error", extra={"status": exc.status, "code": exc.code})
+
+
+async def answer_at_once(interaction: Interaction, text: str, *, why: str) -> None:
+    """Answer an interaction privately (an autocomplete: with no suggestions), unless it
+    was answered meanwhile; Discord's refusals only log."""
+    if interaction.response.is_done():
+        return
+    log.info("interaction answered", extra={"why": why, "interaction_id": interaction.id})
+    try:
+        if interaction.type is discord.InteractionType.autocomplete:
+            await interaction.response.autocomplete([])
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    except discord.InteractionResponded:
+        return
+    except discord.HTTPException as exc:
+        log.info("interaction not answered", extra={"status": exc.status, "code": exc.code})
 
 
 async def on_message_error(message: discord.Message, error: BaseException) -> None:

@@ -32,10 +32,53 @@ PROMPT_SET = "The {scope} prompt is set; it reaches each conversation's next tur
 
 THINKING = "Thinking…"
 
+UNKNOWN_COMPONENT = (
+    "That button or menu is from an earlier version of this bot and does nothing any more. "
+    "Please use the slash commands."
+)
+UNKNOWN_FORM = (
+    "That form is from an earlier version of this bot, so what you entered was not used. "
+    "Please use the slash commands."
+)
+UNREADABLE_INTERACTION = (
+    "Discord sent this in a shape I couldn't read, so nothing was done. Please try again."
+)
+
+
+def unknown_command(name: str) -> str:
+    """A command this bot does not have (any more)."""
+    return (
+        f"I don't know `/{name}`: it may be from an earlier version of this bot. "
+        "Type / to see the current commands."
+    )
+
+
+def stale_command(name: str) -> str:
+    """A command whose options no longer match what the bot expects."""
+    return (
+        f"`/{name}` has changed since Discord last showed it to you. "
+        "Type / and pick it again (Discord may take a moment to catch up)."
+    )
+
+
+def missing_option(command: str, option: str) -> str:
+    """A required option that did not come with the command."""
+    return f"`/{command}` needs the option `{option}`. Please run it again with it."
+
+
+def wrong_option(command: str, option: str, expected: str) -> str:
+    """An option of another type, or outside its range."""
+    return f"The option `{option}` of `/{command}` must be {expected}."
+
 
 def generating(seconds: int) -> str:
     """The status of an image generation that is still running."""
     return f"🎨 Generating your image… {seconds} s"
+
+
+UNDELIVERABLE = (
+    "I couldn't post your answer here after several tries. Please ask again in a moment."
+)
 
 
 def undeliverable(mention: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import discord
 
 from bots.discord.routes import Attachment, InteractionToken
+from bots.member_fields import bounded_name, bounded_url
 from core.errors import InputRejected
 from core.models import ChatUser, ThreadRef
 from core.settings import Settings
@@ -34,9 +35,9 @@ def chat_user(user: discord.User | discord.Member, *, is_admin: bool = False) ->
         platform=PLATFORM,
         user_id=str(user.id),
         workspace_id=str(guild.id) if guild else None,
-        username=user.name,
-        display_name=user.display_name,
-        avatar_url=user.display_avatar.url,
+        username=bounded_name(user.name),
+        display_name=bounded_name(user.display_name),
+        avatar_url=bounded_url(user.display_avatar.url),
         is_admin=is_admin,
     )
 
@@ -94,12 +95,13 @@ def image_attachments(
     else skipped."""
     wanted = []
     for item in attachments:
-        mime = (item.content_type or "").split(";")[0].strip()
+        declared = item.content_type if isinstance(item.content_type, str) else ""
+        mime = declared.split(";")[0].strip().lower()
         if not mime.startswith("image/"):
             if strict:
                 raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=item.filename)
             continue
-        if item.size > settings.max_input_image_bytes:
+        if type(item.size) is not int or item.size > settings.max_input_image_bytes:
             raise InputRejected(
                 InputRejected.IMAGE_TOO_LARGE,
                 limit=settings.max_input_image_bytes,

@@ -19,11 +19,12 @@ import discord
 from bots import texts as shared_texts
 from bots.discord import errors, texts
 from bots.discord.answers import open_thread
+from bots.discord.attachments import AttachmentFetcher
 from bots.discord.render import Outgoing, render
 from bots.discord.routes import Route, Sent, load_attachments
 from core.conversation.service import ConversationService
-from core.errors import BotError, InputRejected, Undeliverable
-from core.models import InputImage, Prepared, Reply, Turn, TurnKind, TurnRequest
+from core.errors import BotError, Undeliverable
+from core.models import Prepared, Reply, Turn, TurnKind, TurnRequest
 from core.ports import Posted
 
 log = logging.getLogger(__name__)
@@ -41,23 +42,22 @@ class DiscordTurns:
     """core.ports.TurnChannel for Discord."""
 
     def __init__(
-        self, client: discord.Client, service: ConversationService, *, status_every: float
+        self,
+        client: discord.Client,
+        service: ConversationService,
+        *,
+        status_every: float,
+        attachments: AttachmentFetcher,
     ) -> None:
         self._client = client
         self._service = service
         self._status_every = status_every
+        self._attachments = attachments
 
     async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
         """The member as recorded at intake, and the attached images from Discord's CDN."""
-        images = []
-        for item in load_attachments(request.attachments):
-            try:
-                data = await self._client.http.get_from_cdn(item.url)
-            except (discord.HTTPException, OSError) as exc:
-                log.warning("attachment fetch failed", extra={"turn_id": turn.turn_id})
-                raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=item.filename) from exc
-            images.append(InputImage(data, item.mime, item.filename))
-        return Prepared(request.user, tuple(images))
+        images = await self._attachments.images(load_attachments(request.attachments))
+        return Prepared(request.user, images)
 
     async def waiting(
         self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
@@ -137,8 +137,18 @@ class DiscordTurns:
         log.info("answer posted", extra={"turn_id": turn.turn_id, "messages": len(messages)})
 
     async def give_up(self, turn: Turn, request: TurnRequest, posted: Posted) -> None:
-        """A short note in the channel that the answer could not be posted."""
-        route = Route.load(turn.route)
+        """A short note that the answer could not be posted: in place of a command's
+        "thinking…" while its token lives (so it is never left thinking), else in the channel."""
+        route, sent = Route.load(turn.route), Sent.load(posted.value)
+        token = route.interaction
+        if token is not None and token.alive() and not sent.answered and not sent.late:
+            try:
+                await self._webhook(route).edit_message(
+                    _ORIGINAL, content=texts.UNDELIVERABLE, allowed_mentions=NO_PINGS
+                )
+                return
+            except discord.HTTPException as exc:
+                log.info("could not end the command's thinking", extra={"status": exc.status})
         mention = discord.AllowedMentions(users=[discord.Object(route.user_id)])
         await self._client.get_partial_messageable(route.channel_id).send(
             texts.undeliverable(f"<@{route.user_id}>"), allowed_mentions=mention

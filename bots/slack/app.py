@@ -25,13 +25,18 @@ from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
 from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
+from bots.slack.installation import Installation
+from bots.slack.intake import Intake
 from bots.slack.members import Members
 from bots.slack.progress import Place
 from bots.slack.render import Renderer
 from bots.slack.tasks import Background, RecentKeys
 from bots.slack.translate import (
     command_key,
+    enterprise_of,
     is_member_message,
+    member_files,
+    member_team,
     mentions,
     message_origin,
     without_mention,
@@ -89,7 +94,8 @@ class SlackBot:
         self.client = client
         self.tasks = Background()
         self._recent = RecentKeys()
-        members = Members(client, ttl=options.member_ttl)
+        installation = Installation(client)
+        members = Members(client, installation, ttl=options.member_ttl)
         files = FileFetcher(
             client,
             max_bytes=settings.max_input_image_bytes,
@@ -118,6 +124,7 @@ class SlackBot:
         self.app.event("assistant_thread_started")(self._on_assistant_thread)
         self.app.event("assistant_thread_context_changed")(self._ignore)
         self.app.command("/samsar")(self._on_command)
+        self.intake = Intake(self.app, installation, secret.get_secret_value() if secret else None)
         service.worker.attach("slack", self.turns)
 
     def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
@@ -132,18 +139,17 @@ class SlackBot:
     async def _on_mention(
         self, body: Body, context: AsyncBoltContext, request: AsyncBoltRequest
     ) -> None:
-        event = body.get("event") or {}
+        event = _event(body)
         if not is_member_message(event):
             return
         origin = message_origin(body, event)
         text = without_mention(str(event.get("text") or ""), context.bot_user_id)
-        files = list(event.get("files") or [])
-        await self.conversations.converse(origin, text, files)
+        await self.conversations.converse(origin, text, member_files(event))
 
     async def _on_message(
         self, body: Body, context: AsyncBoltContext, request: AsyncBoltRequest
     ) -> None:
-        event = body.get("event") or {}
+        event = _event(body)
         if not is_member_message(event):
             return
         text = str(event.get("text") or "")
@@ -151,26 +157,31 @@ class SlackBot:
         if not direct and (not event.get("thread_ts") or mentions(text, context.bot_user_id)):
             return  # top-level channel chatter, or a mention (the app_mention event has it)
         origin = message_origin(body, event)
-        files = list(event.get("files") or [])
         text = without_mention(text, context.bot_user_id)
         # In channels only threads that are already bot conversations are followed.
-        await self.conversations.converse(origin, text, files, only_existing=not direct)
+        await self.conversations.converse(
+            origin, text, member_files(event), only_existing=not direct
+        )
 
     async def _on_home(self, body: Body) -> None:
-        event = body.get("event") or {}
-        if event.get("tab") != "home" or not event.get("user"):
+        event = _event(body)
+        user = event.get("user")
+        if event.get("tab") != "home" or not isinstance(user, str) or not user:
             return
-        team = str(body.get("team_id") or "")
-        user, enterprise = str(event["user"]), body.get("enterprise_id")
+        team, enterprise = member_team(body), enterprise_of(body)
         self.tasks.spawn(self._home.publish(team, user, enterprise), event_key=f"home:{user}")
 
     async def _on_assistant_thread(self, body: Body, request: AsyncBoltRequest) -> None:
-        thread = (body.get("event") or {}).get("assistant_thread") or {}
+        thread = _event(body).get("assistant_thread")
+        if not isinstance(thread, dict):
+            return
         channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+        if not isinstance(channel, str) or not isinstance(thread_ts, str):
+            return
         if not channel or not thread_ts:
             return
-        self.conversations.assistant_thread(str(channel), str(thread_ts))
-        place = Place(str(channel), str(thread_ts), "", assistant=True)
+        self.conversations.assistant_thread(channel, thread_ts)
+        place = Place(channel, thread_ts, "", assistant=True)
         self._start(
             f"slack:assistant:{channel}:{thread_ts}",  # one greeting per thread, retries or not
             request,
@@ -200,6 +211,12 @@ class SlackBot:
         except TimeoutError:
             log.warning("slack shutdown cut work short", extra={"pending": self.tasks.pending})
         await self.tasks.cancel()
+
+
+def _event(body: Body) -> dict[str, Any]:
+    """The event of an Events API body ({} when there is none)."""
+    event = body.get("event")
+    return event if isinstance(event, dict) else {}
 
 
 def _bolt_logger() -> logging.Logger:

@@ -8,7 +8,6 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
@@ -17,6 +16,7 @@ from bots.slack import texts
 from bots.slack.conversations import Conversations
 from bots.slack.members import Members
 from bots.slack.mrkdwn import escape
+from bots.slack.progress import WEB_API_ERRORS, error_code
 from bots.slack.translate import Origin, command_origin
 from core.conversation.prompts import EffectivePrompt
 from core.conversation.service import ConversationService
@@ -82,19 +82,20 @@ class SlashCommands:
     async def _start(
         self, payload: Payload, verb: str, text: str, respond: AsyncRespond
     ) -> Origin | None:
-        """Post the visible root of a new conversation; its thread is where the answer goes."""
+        """Post the visible root of a new conversation; its thread is where the answer goes.
+        The member's words are escaped there like every post: they cannot ping or link."""
         if not text:
             raise InputRejected(InputRejected.EMPTY)
+        origin = command_origin(payload)
         try:
-            root = await self._client.chat_postMessage(
-                channel=str(payload["channel_id"]),
-                text=texts.asked(str(payload["user_id"]), verb, text),
+            root = await self._conversations.renderer.root(
+                origin.channel, texts.asked(origin.user_id, verb, text)
             )
-        except SlackApiError as exc:
-            log.info("command root not posted", extra={"error": exc.response.get("error")})
+        except WEB_API_ERRORS as exc:
+            log.info("command root not posted", extra={"error": error_code(exc)})
             await _private(respond, texts.not_in_channel())
             return None
-        return command_origin(payload, str(root["ts"]))
+        return command_origin(payload, root)
 
     async def _ask(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
         origin = await self._start(payload, "asks", rest, respond)
@@ -171,7 +172,10 @@ class SlashCommands:
         await _private(respond, texts.HELP)
 
 
-async def _private(respond: AsyncRespond, text: str) -> None:
+async def _private(respond: AsyncRespond | None, text: str) -> None:
+    if respond is None:  # a command without a response_url (the intake refuses those)
+        log.warning("no way to answer the command privately")
+        return
     try:
         await respond(text=text, response_type="ephemeral", replace_original=False)
     except (aiohttp.ClientError, TimeoutError) as exc:  # the last resort: it only logs

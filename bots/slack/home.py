@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
 from bots.slack import texts
 from bots.slack.members import Members
+from bots.slack.progress import WEB_API_ERRORS, error_code
 from bots.slack.render import Block, context, section
 from core.conversation.service import ConversationService
 from core.errors import BotError
@@ -48,5 +48,5 @@ class AppHome:
             await self._client.views_publish(
                 user_id=user_id, view={"type": "home", "blocks": blocks}
             )
-        except SlackApiError as exc:
-            log.warning("home not published", extra={"error": exc.response.get("error")})
+        except WEB_API_ERRORS as exc:
+            log.warning("home not published", extra={"error": error_code(exc)})

@@ -15,6 +15,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.member_fields import bounded_name, bounded_url
+from bots.slack.installation import Installation
 from bots.slack.progress import WEB_API_ERRORS, error_code
 from core.models import ChatUser
 
@@ -27,6 +29,7 @@ class Members:
     def __init__(
         self,
         client: AsyncWebClient,
+        installation: Installation,
         *,
         ttl: float = 600.0,
         size: int = 5000,
@@ -37,7 +40,7 @@ class Members:
         self._size = size
         self._clock = clock
         self._cache: OrderedDict[tuple[str, str], tuple[float, ChatUser]] = OrderedDict()
-        self._home: tuple[str | None, str | None] | None = None  # (team, enterprise) installed in
+        self._installation = installation
 
     async def chat_user(self, team_id: str, user_id: str, enterprise_id: str | None) -> ChatUser:
         """The member with their names and admin flag; a plain member when Slack cannot say."""
@@ -56,9 +59,10 @@ class Members:
                 extra={"slack_user": user_id, "team": team_id, "error": error_code(exc)},
             )
             return plain
-        info = response.get("user") or {}
-        home = await self._installed_in()
-        user = _to_chat_user(info, plain, trusted=home is not None and _belongs_to(info, *home))
+        info = _object(response.get("user"))
+        home = await self._installation.home()
+        trusted = home is not None and _belongs_to(info, home.team_id, home.enterprise_id)
+        user = _to_chat_user(info, plain, trusted=trusted)
         if home is None:
             return user  # not cached: admin rights are looked at again once auth.test answers
         self._cache[key] = (self._clock() + self._ttl, user)
@@ -66,38 +70,31 @@ class Members:
             self._cache.popitem(last=False)
         return user
 
-    async def _installed_in(self) -> tuple[str | None, str | None] | None:
-        """The (team, enterprise) the bot is installed in, from `auth.test` once; None while
-        Slack cannot say (nobody is trusted as an admin meanwhile)."""
-        if self._home is None:
-            try:
-                response = await self._client.auth_test()
-            except WEB_API_ERRORS as exc:
-                log.warning("auth.test failed", extra={"error": error_code(exc)})
-                return None
-            self._home = (response.get("team_id") or None, response.get("enterprise_id") or None)
-        return self._home
-
 
 def _belongs_to(info: dict[str, Any], team: str | None, enterprise: str | None) -> bool:
     """Whether the users.info member is of the installing workspace, or of its Grid org."""
     if team is not None and info.get("team_id") == team:
         return True
-    grid = info.get("enterprise_user") or {}
+    grid = _object(info.get("enterprise_user"))
     theirs = info.get("enterprise_id") or grid.get("enterprise_id")
     return enterprise is not None and theirs == enterprise
 
 
 def _to_chat_user(info: dict[str, Any], plain: ChatUser, *, trusted: bool) -> ChatUser:
-    """`plain` with the names from users.info; Slack's admin flags count only when `trusted`."""
-    profile = info.get("profile") or {}
+    """`plain` with the names from users.info (bounded, whatever Slack sent); Slack's admin
+    flags count only when `trusted`."""
+    profile = _object(info.get("profile"))
     flags = ("is_admin", "is_owner", "is_primary_owner")
-    is_admin = trusted and any(bool(info.get(flag)) for flag in flags)
-    display = profile.get("display_name") or profile.get("real_name") or info.get("real_name")
+    is_admin = trusted and any(info.get(flag) is True for flag in flags)
+    names = (profile.get("display_name"), profile.get("real_name"), info.get("real_name"))
     return dataclasses.replace(
         plain,
-        username=info.get("name") or None,
-        display_name=display or None,
-        avatar_url=profile.get("image_192") or None,
+        username=bounded_name(info.get("name")),
+        display_name=next((name for n in names if (name := bounded_name(n))), None),
+        avatar_url=bounded_url(profile.get("image_192")),
         is_admin=is_admin,
     )
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -23,10 +23,21 @@ log = logging.getLogger(__name__)
 WEB_API_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
 
 
+def api_error(exc: SlackApiError) -> str | None:
+    """Slack's error code (`channel_not_found`...), None when Slack's answer was not the JSON
+    it should be (an HTML error page, a plain text body): slack-sdk then holds the raw HTTP
+    response, or a body that is no dict, where the code would be."""
+    data = getattr(exc.response, "data", None)
+    if not isinstance(data, dict):
+        return None
+    code = data.get("error")
+    return code if isinstance(code, str) else None
+
+
 def error_code(exc: BaseException) -> str:
     """Slack's error code, or the exception's type, for a log line."""
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error"))
+        return api_error(exc) or "unreadable_answer"
     return type(exc).__name__
 
 

@@ -14,13 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
 from bots.slack import texts
 from bots.slack.mrkdwn import escape, split_mrkdwn, to_mrkdwn
-from bots.slack.progress import WEB_API_ERRORS, Place, error_code
+from bots.slack.progress import WEB_API_ERRORS, Place, api_error, error_code
 from bots.slack.routes import Sent
 from core.models import Reply, ReplyImage
 
@@ -131,10 +131,10 @@ class Renderer:
                 )
                 return
             except SlackApiError as exc:
-                if exc.response.get("error") not in _PLACEHOLDER_GONE:
+                if api_error(exc) not in _PLACEHOLDER_GONE:
                     raise  # Slack's own trouble: the delivery is tried again later
                 # Someone deleted the placeholder: the answer becomes a new message.
-                log.info("placeholder not updated", extra={"error": exc.response.get("error")})
+                log.info("placeholder not updated", extra={"error": api_error(exc)})
         await self._client.chat_postMessage(
             channel=place.channel,
             thread_ts=place.thread_ts,
@@ -164,6 +164,22 @@ class Renderer:
         await self._client.assistant_threads_setStatus(
             channel_id=place.channel, thread_ts=place.thread_ts, status=text
         )
+
+    async def root(self, channel: str, text: str) -> str:
+        """Post `text` (mrkdwn, its member-written parts already escaped) at the top of
+        `channel`, with the flags of every post; returns its ts, the thread to answer in."""
+        response = await self._client.chat_postMessage(
+            channel=channel,
+            text=text,
+            parse="none",
+            link_names=False,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        ts = response.get("ts")
+        if not isinstance(ts, str) or not ts:
+            raise SlackClientError("chat.postMessage answered without a ts")
+        return ts
 
     async def delete(self, place: Place, ts: str) -> None:
         """Take a message away (a placeholder); a failure only logs."""

@@ -25,8 +25,9 @@ def status_working(seconds: float, *, drawing: bool) -> str:
 
 
 def asked(user_id: str, verb: str, text: str) -> str:
-    """The visible root of a conversation started by `/samsar ask|imagine`."""
-    return f"<@{user_id}> {verb}: {text}"
+    """The visible root of a conversation started by `/samsar ask|imagine` (mrkdwn: the
+    member's words escaped, only the asker's own mention is a mention)."""
+    return f"<@{user_id}> {verb}: {escape(text)}"
 
 
 def image_failed(filename: str) -> str:

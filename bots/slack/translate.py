@@ -42,9 +42,19 @@ def is_member_message(event: dict[str, Any]) -> bool:
     return (
         event.get("subtype") in _MEMBER_SUBTYPES
         and not event.get("bot_id")
+        and isinstance(event.get("user"), str)
         and bool(event.get("user"))
-        and bool(event.get("ts"))
+        and isinstance(event.get("ts"), str)
+        and isinstance(event.get("channel"), str)
     )
+
+
+def member_files(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The file objects a message carries (none when `files` is not a list of objects)."""
+    files = event.get("files")
+    if not isinstance(files, list):
+        return []
+    return [file for file in files if isinstance(file, dict)]
 
 
 def message_key(team_id: str, channel: str, ts: str) -> str:
@@ -58,6 +68,24 @@ def command_key(trigger_id: str) -> str:
     return f"slack:command:{trigger_id}"
 
 
+def member_team(payload: dict[str, Any], event: dict[str, Any] | None = None) -> str:
+    """The workspace a member belongs to: one rule for messages, commands and App Home.
+
+    Message events name it (`user_team`, else `team`): in a Slack Connect channel that is the
+    member's own company, not the channel's. Commands and App Home come from the member's own
+    workspace, which is the payload's team. With the Grid org (`enterprise_id`, which replaces
+    it in the member's key), this makes one Samsar user of one person wherever they act.
+    """
+    event = event or {}
+    return str(event.get("user_team") or event.get("team") or payload.get("team_id") or "")
+
+
+def enterprise_of(payload: dict[str, Any]) -> str | None:
+    """The Enterprise Grid org the payload comes from (None outside Grid)."""
+    enterprise = payload.get("enterprise_id")
+    return enterprise if isinstance(enterprise, str) and enterprise else None
+
+
 def message_origin(body: dict[str, Any], event: dict[str, Any]) -> Origin:
     """Where a member's message lives; a top-level message starts a thread under itself."""
     team = str(body.get("team_id") or event.get("team") or "")
@@ -65,8 +93,8 @@ def message_origin(body: dict[str, Any], event: dict[str, Any]) -> Origin:
     ts = str(event["ts"])
     return Origin(
         team_id=team,
-        enterprise_id=body.get("enterprise_id") or None,
-        user_team=str(event.get("user_team") or event.get("team") or team),
+        enterprise_id=enterprise_of(body),
+        user_team=member_team(body, event),
         user_id=str(event["user"]),
         channel=channel,
         thread_ts=str(event.get("thread_ts") or ts),
@@ -78,8 +106,8 @@ def command_origin(payload: dict[str, Any], thread_ts: str = "") -> Origin:
     """Where a slash command was typed (a thread only once the bot has posted its root)."""
     return Origin(
         team_id=str(payload.get("team_id") or ""),
-        enterprise_id=payload.get("enterprise_id") or None,
-        user_team=str(payload.get("team_id") or ""),
+        enterprise_id=enterprise_of(payload),
+        user_team=member_team(payload),
         user_id=str(payload["user_id"]),
         channel=str(payload["channel_id"]),
         thread_ts=thread_ts,

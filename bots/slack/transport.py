@@ -6,47 +6,48 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.bootstrap import App, MissingSettingError
 from bots.slack.app import SlackBot, SlackOptions
+from bots.slack.intake import Intake
+from bots.slack.progress import api_error
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-_BOLT_APP = web.AppKey("bolt_app", AsyncApp)
+_INTAKE = web.AppKey("intake", Intake)
 
 
 async def _events(request: web.Request) -> web.Response:
-    bolt_app = request.app[_BOLT_APP]
-    response = await bolt_app.async_dispatch(await to_bolt_request(request))
-    return await to_aiohttp_response(response)
+    return await request.app[_INTAKE].http(request)
 
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def http_application(bolt_app: AsyncApp) -> web.Application:
+def http_application(bot: SlackBot) -> web.Application:
     """The aiohttp application: Slack's request URL and a health check."""
     application = web.Application()
-    application[_BOLT_APP] = bolt_app
+    application[_INTAKE] = bot.intake
     application.router.add_post(EVENTS_PATH, _events)
     application.router.add_get(HEALTH_PATH, _health)
     return application
 
 
 @asynccontextmanager
-async def serving_http(bolt_app: AsyncApp, *, host: str, port: int) -> AsyncIterator[str]:
+async def serving_http(bot: SlackBot, *, host: str, port: int) -> AsyncIterator[str]:
     """Serve the app over HTTP for the duration of the block; yields the root URL."""
-    runner = web.AppRunner(http_application(bolt_app), access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(http_application(bot), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -59,10 +60,45 @@ async def serving_http(bolt_app: AsyncApp, *, host: str, port: int) -> AsyncIter
         await runner.cleanup()
 
 
+class _SocketModeClient(SocketModeClient):
+    """slack-sdk's Socket Mode client, except that an envelope whose payload is no object
+    (Slack never sends one) is acknowledged and ignored, where the client would log a
+    traceback and leave it unacknowledged for Slack to send again."""
+
+    intake: Intake
+
+    async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
+        """Refuse an unreadable envelope, hand the rest to slack-sdk."""
+        payload = message.get("payload")
+        if "payload" in message and not isinstance(payload, dict | str):
+            await self.intake.unreadable_envelope(self, message.get("envelope_id"))
+            return
+        await super().run_message_listeners(message, raw_message)
+
+
+class _SocketModeHandler(AsyncSocketModeHandler):
+    """bolt's Socket Mode handler with every envelope passing through the intake first."""
+
+    def __init__(self, bot: SlackBot, app_token: str) -> None:
+        # As bolt's own __init__, with the client above (one client, so no stray session).
+        self.app = bot.app
+        self.app_token = app_token
+        self.client = _SocketModeClient(
+            app_token=app_token, logger=bot.app.logger, web_client=bot.app.client
+        )
+        self.client.intake = bot.intake
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
+        self._intake = bot.intake
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        """Check the envelope, then let bolt run it (or acknowledge it unused)."""
+        await self._intake.socket(client, req)
+
+
 @asynccontextmanager
-async def socket_mode(bolt_app: AsyncApp, app_token: str) -> AsyncIterator[AsyncSocketModeHandler]:
+async def socket_mode(bot: SlackBot, app_token: str) -> AsyncIterator[AsyncSocketModeHandler]:
     """Connected to Slack's Socket Mode (through `apps.connections.open` on the app's client)."""
-    handler = AsyncSocketModeHandler(bolt_app, app_token)
+    handler = _SocketModeHandler(bot, app_token)
     # slack-bolt leaves these two methods unannotated.
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -89,10 +125,10 @@ async def run_slack(
     bot = SlackBot(app.service, settings, client=client, options=options or SlackOptions())
     try:
         if settings.slack_app_token is not None:
-            async with socket_mode(bot.app, settings.slack_app_token.get_secret_value()):
+            async with socket_mode(bot, settings.slack_app_token.get_secret_value()):
                 await asyncio.Event().wait()
         else:
-            async with serving_http(bot.app, host=host, port=settings.slack_port):
+            async with serving_http(bot, host=host, port=settings.slack_port):
                 await asyncio.Event().wait()
     finally:
         await bot.close()
@@ -108,4 +144,4 @@ def is_fatal(error: BaseException) -> bool:
     """Errors no restart can cure: refused tokens, a missing setting."""
     if isinstance(error, MissingSettingError):
         return True
-    return isinstance(error, SlackApiError) and error.response.get("error") in _FATAL_SLACK_ERRORS
+    return isinstance(error, SlackApiError) and api_error(error) in _FATAL_SLACK_ERRORS

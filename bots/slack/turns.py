@@ -18,7 +18,7 @@ from bots import texts as shared_texts
 from bots.slack import texts
 from bots.slack.files import FileFetcher
 from bots.slack.members import Members
-from bots.slack.progress import Progress
+from bots.slack.progress import Progress, api_error
 from bots.slack.render import Renderer
 from bots.slack.routes import Route, Sent, load_files
 from bots.slack.texts import COMMANDS
@@ -118,8 +118,9 @@ class SlackTurns:
                 return
             await self._renderer.say(place, sentence, replace=sent.placeholder)
         except SlackApiError as exc:
-            if exc.response.get("error") in _GONE_FOR_GOOD:
-                raise Undeliverable(str(exc.response.get("error"))) from exc
+            code = api_error(exc)
+            if code in _GONE_FOR_GOOD:
+                raise Undeliverable(str(code)) from exc
             raise
 
     async def give_up(self, turn: Turn, request: TurnRequest, posted: Posted) -> None:

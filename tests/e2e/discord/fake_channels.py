@@ -114,4 +114,22 @@ class ChannelRoutes:
         data = self.cdn.get(attachment_id)
         if data is None:
             return web.Response(status=404, text="Not Found")
+        self.cdn_fetches.append(attachment_id)
+        self.cdn_hosts.append(request.host)
+        behaviour = self.cdn_behaviours.get(attachment_id)
+        if behaviour == "reset":  # the connection drops before any answer
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never reaches the client
+        if behaviour == "endless":  # more bytes than any size declared, for as long as read
+            return await self._endless(request)
         return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _endless(self: FakeDiscord, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"\x00" * 65536)  # waits while the client reads
+        except (ConnectionError, RuntimeError):  # the client stopped reading and hung up
+            return response

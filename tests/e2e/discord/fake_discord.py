@@ -63,6 +63,9 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.cdn: dict[int, bytes] = {}
         self.cdn_delays: dict[int, float] = {}  # attachment id → seconds the CDN takes to serve it
+        self.cdn_behaviours: dict[int, str] = {}  # attachment id → "reset" or "endless"
+        self.cdn_fetches: list[int] = []  # attachment ids the CDN was asked for
+        self.cdn_hosts: list[str] = []  # the Host each of those requests named
         self.rate_limits: dict[tuple[str, str], tuple[float, Callable[[Body], bool]]] = {}
         self.base_url = ""
         self.gateway = Gateway(TOKEN, self._ready_payloads)
@@ -210,12 +213,17 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         """Threads opened so far."""
         return [c for c in self.channels.values() if c["type"] == p.PUBLIC_THREAD]
 
-    def add_attachment(self, data: bytes, filename: str, *, delay: float = 0.0) -> dict[str, Any]:
-        """An attachment a member uploaded, served by the fake's CDN route after `delay` s."""
+    def add_attachment(
+        self, data: bytes, filename: str, *, delay: float = 0.0, behaviour: str | None = None
+    ) -> dict[str, Any]:
+        """An attachment a member uploaded, served by the fake's CDN route after `delay` s
+        (or with a `behaviour`: "reset" hangs up, "endless" never stops sending bytes)."""
         attachment_id = p.snowflake()
         self.cdn[attachment_id] = data
         if delay:
             self.cdn_delays[attachment_id] = delay
+        if behaviour:
+            self.cdn_behaviours[attachment_id] = behaviour
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         url = f"{self.base_url}/cdn/attachments/{attachment_id}/{filename}"
         return p.attachment(attachment_id, filename, len(data), url, mime)

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     from tests.e2e.discord.fake_discord import FakeDiscord
 
 ACK_WINDOW = 3.0  # seconds Discord waits for the callback
-DEFERRED, MESSAGE = 5, 4
+DEFERRED, MESSAGE, DEFERRED_UPDATE, UPDATE, SUGGESTIONS = 5, 4, 6, 7, 8
+COMMAND, COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+# The callback types Discord accepts for each interaction type.
+ANSWERS = {
+    COMMAND: {MESSAGE, DEFERRED},
+    COMPONENT: {MESSAGE, DEFERRED, DEFERRED_UPDATE, UPDATE},
+    MODAL_SUBMIT: {MESSAGE, DEFERRED, DEFERRED_UPDATE, UPDATE},
+    AUTOCOMPLETE: {SUGGESTIONS},
+}
 UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
@@ -29,11 +37,14 @@ class InteractionState:
     channel_id: int
     payload: dict[str, Any]
     upload_limit: int
+    kind: int = COMMAND  # the interaction type, as Discord itself knows it
     dispatched_at: float | None = None
     acknowledged_at: float | None = None
     ephemeral: bool = False
     expired: bool = False
     original: Stored | None = None
+    answer_type: int | None = None  # the callback type the bot answered with
+    suggestions: list[dict[str, Any]] | None = None  # an autocomplete's answered choices
 
 
 class InteractionRoutes:
@@ -63,25 +74,29 @@ class InteractionRoutes:
         permissions: int = p.MEMBER_PERMISSIONS,
         upload_limit: int = UPLOAD_LIMIT,
         resolved: dict[str, Any] | None = None,
+        kind: int = COMMAND,
+        data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """An application command INTERACTION_CREATE payload (in a guild channel or a DM)."""
+        """An INTERACTION_CREATE payload (in a guild channel or a DM): an application command
+        (or its autocomplete, `kind`), or with `data` given, a component click or form."""
         interaction_id = p.snowflake()
         token = f"itoken-{interaction_id}"
         channel_id = channel_id or self.channel_id
         channel = self.channels[channel_id]
         in_guild = "guild_id" in channel
-        data: dict[str, Any] = {
-            "id": str(p.snowflake()),
-            "name": name,
-            "type": p.CHAT_INPUT,
-            "options": options,
-        }
+        if data is None:
+            data = {
+                "id": str(p.snowflake()),
+                "name": name,
+                "type": p.CHAT_INPUT,
+                "options": options,
+            }
         if resolved:
             data["resolved"] = resolved
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.app_id),
-            "type": 2,
+            "type": kind,
             "data": data,
             "channel_id": str(channel_id),
             "channel": channel,
@@ -93,8 +108,9 @@ class InteractionRoutes:
             "attachment_size_limit": upload_limit,
             "authorizing_integration_owners": {"0": str(self.guild_id)},
         }
-        if in_guild:
+        if in_guild and kind in (COMMAND, AUTOCOMPLETE):
             data["guild_id"] = str(self.guild_id)
+        if in_guild:
             payload |= {
                 "guild_id": str(self.guild_id),
                 "guild_locale": "en-US",
@@ -104,7 +120,7 @@ class InteractionRoutes:
         else:
             payload |= {"user": who, "context": 1}
         self.interactions[interaction_id] = InteractionState(
-            interaction_id, token, channel_id, payload, upload_limit
+            interaction_id, token, channel_id, payload, upload_limit, kind
         )
         return payload
 
@@ -138,8 +154,15 @@ class InteractionRoutes:
         kind = body.json.get("type")
         data = body.json.get("data") or {}
         flags = int(data.get("flags") or 0)
-        if kind not in (DEFERRED, MESSAGE):
-            raise Refusal(400, 50035, "Invalid Form Body")
+        if kind not in ANSWERS.get(state.kind, set()):
+            raise Refusal(400, 50035, "Invalid Form Body")  # e.g. a message to an autocomplete
+        if kind == SUGGESTIONS:
+            choices = data.get("choices")
+            if not isinstance(choices, list) or len(choices) > 25:
+                raise Refusal(400, 50035, "Invalid Form Body")
+            state.acknowledged_at, state.answer_type, state.suggestions = now, kind, choices
+            return web.Response(status=204)
+        state.answer_type = kind
         if kind == MESSAGE:
             check_message(Body(data, body.files), upload_limit=state.upload_limit, creating=True)
         state.acknowledged_at = now

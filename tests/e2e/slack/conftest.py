@@ -150,10 +150,10 @@ async def running_slack(
         slack = Slack(fake, sandbox, store, bot, transport, service)
         if transport == "http":
             slack.http_url = await stack.enter_async_context(
-                serving_http(bot.app, host="127.0.0.1", port=0)
+                serving_http(bot, host="127.0.0.1", port=0)
             )
         else:
-            await stack.enter_async_context(socket_mode(bot.app, APP_TOKEN))
+            await stack.enter_async_context(socket_mode(bot, APP_TOKEN))
             await fake.socket.connected()
         stack.push_async_callback(bot.close, 5.0)
         yield slack

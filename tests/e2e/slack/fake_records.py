@@ -11,6 +11,7 @@ SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
+APP_ID = "A0FAKE"
 
 
 @dataclass

@@ -51,6 +51,7 @@ class FakeSlack:
         self.dropped: dict[str, int] = {}  # method → calls left to answer by hanging up
         self.failing: dict[str, tuple[int, str, Callable[[dict[str, Any]], bool]]] = {}
         self.stalled: set[str] = set()  # file ids whose download never finishes
+        self.garbled: dict[str, int] = {}  # method → calls left to answer with an HTML page
         self._stopping = asyncio.Event()
         self.socket = SocketServer(self._changed)
         self._ids = itertools.count(1)
@@ -110,6 +111,11 @@ class FakeSlack:
         `ok: false` and `error`, as Slack does when it has trouble of its own."""
         self.failing[method] = (times, error, when)
 
+    def garble(self, method: str, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with an HTML error page labelled as
+        JSON, as a proxy in front of Slack does when it has trouble."""
+        self.garbled[method] = times
+
     def drop_connection(self, method: str, times: int = 1) -> None:
         """Hang up on the next `times` calls of `method` without answering."""
         self.dropped[method] = times
@@ -161,6 +167,12 @@ class FakeSlack:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=500)  # never reaches the client: the line is down
+        if self.garbled.get(method):
+            self.garbled[method] -= 1
+            self.calls.append(ApiCall(method, params, None, 200, {}))
+            self._changed()
+            page = "<html><body>upstream trouble</body></html>"
+            return web.Response(text=page, content_type="application/json")
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() or params.pop("token", None)
         status, body, headers = 200, {}, {}

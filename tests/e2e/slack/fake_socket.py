@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.e2e.slack.fake_records import APP_ID
+
 
 class SocketServer:
     """Websocket connections reached through apps.connections.open; acks by envelope id."""
@@ -35,7 +37,7 @@ class SocketServer:
                 "type": "hello",
                 "num_connections": len(self.connections),
                 "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600},
-                "connection_info": {"app_id": "A0FAKE"},
+                "connection_info": {"app_id": APP_ID},
             }
         )
         self._connected.set()

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tests.e2e.slack.fake_records import BOT_ID, BOT_USER, TEAM, Message, Upload
+from tests.e2e.slack.fake_records import APP_ID, BOT_ID, BOT_USER, TEAM, Message, Upload
 
 if TYPE_CHECKING:
     from tests.e2e.slack.fake_slack import FakeSlack
@@ -180,6 +180,24 @@ def set_status(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def bots_info(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    """bots.info: a bot user's app (the one way a bot token learns its app id)."""
+    _need(params, "bot")
+    if params["bot"] != BOT_ID:
+        raise SlackError("bot_not_found")
+    return {
+        "bot": {
+            "id": BOT_ID,
+            "deleted": False,
+            "name": "samsar",
+            "updated": 1690000000,
+            "app_id": APP_ID,
+            "user_id": BOT_USER,
+            "icons": {},
+        }
+    }
+
+
 def connections_open(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     """apps.connections.open: a websocket URL for Socket Mode."""
     return {"url": f"{fake.socket.url}?ticket={fake.next_id('tk')}"}
@@ -187,6 +205,7 @@ def connections_open(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
 
 METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "auth.test": auth_test,
+    "bots.info": bots_info,
     "chat.postMessage": post_message,
     "chat.update": update,
     "chat.delete": delete,

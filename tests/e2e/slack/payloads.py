@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from tests.e2e.slack.fake_records import BOT_USER, TEAM
+from tests.e2e.slack.fake_records import APP_ID, BOT_USER, TEAM
 
 CHANNEL = "C0GENERAL"
 DM = "D0ALICE"
@@ -25,7 +25,7 @@ def callback(event: dict[str, Any], *, event_id: str | None = None) -> dict[str,
     return {
         "token": "legacy-verification-token",
         "team_id": TEAM,
-        "api_app_id": "A0FAKE",
+        "api_app_id": APP_ID,
         "event": event,
         "type": "event_callback",
         "event_id": event_id or f"Ev{next(_ids):08d}",
@@ -93,7 +93,7 @@ def command(
         "user_name": user.lower(),
         "command": "/samsar",
         "text": text,
-        "api_app_id": "A0FAKE",
+        "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         "response_url": response_url,
         "trigger_id": f"trig.{next(_ids)}",
