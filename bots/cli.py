@@ -151,12 +151,17 @@ def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseExce
 @app.command("sandbox")
 def sandbox_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
-    start_credits: Annotated[int, typer.Option(help="Credits of each new external user.")] = 100,
+    start_credits: Annotated[
+        int | None,
+        typer.Option(help="Credits of each new external user [default: SANDBOX_START_CREDITS]."),
+    ] = None,
 ) -> None:
     """Run the offline Samsar sandbox alone."""
     from sandbox.app import SandboxConfig, serve
 
-    _settings()
+    settings = _settings()
+    if start_credits is None:
+        start_credits = settings.sandbox_start_credits
     typer.echo(f"Sandbox on http://127.0.0.1:{port}/v1 (API key: sandbox-key)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(port, config=SandboxConfig(start_credits=start_credits)))

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.conversation.limits import check_image_options
+from core.errors import InputRejected
+from core.models import ImageOptions
 from core.samsar.client import check_base_url
 
 DEFAULT_SAMSAR_BASE_URL = "https://api.samsar.one/v1"
@@ -96,6 +99,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("image_size", "image_quality", "image_format")
+    @classmethod
+    def _image_option(cls, value: str, info: ValidationInfo) -> str:
+        """Checked at start, as a member's choice would be: a typo here must not turn every
+        later message into a refusal from Samsar."""
+        name = str(info.field_name).removeprefix("image_")
+        try:
+            checked = check_image_options(ImageOptions(**{name: value}))
+        except InputRejected as exc:
+            raise ValueError(exc.detail or "not a value the image tool takes") from None
+        return str(getattr(checked, name))
 
     @field_validator("samsar_base_url")
     @classmethod
