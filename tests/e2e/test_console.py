@@ -139,3 +139,12 @@ def test_ctrl_c_at_the_idle_prompt_ends_the_console_at_once(tmp_path: Path) -> N
     out, err = console.communicate(timeout=30)  # no Enter needed
     assert console.returncode == 0, err
     assert "Bye." in out and "Traceback" not in err
+
+
+def test_an_image_that_cannot_be_saved_is_said_and_the_console_goes_on(tmp_path: Path) -> None:
+    blocked = tmp_path / "images"
+    blocked.write_text("a file, not a folder")  # as unwritable as a read-only mount, as root too
+    result = run_console(tmp_path, "/imagine a red fox\nhello after\n/quit\n", "--sandbox")
+    assert result.returncode == 0, result.stderr
+    assert "could not be saved in" in result.stdout and "Traceback" not in result.stderr
+    assert "hello after" in result.stdout and result.stdout.rstrip().endswith("Bye.")
