@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -80,12 +78,16 @@ def console(
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Run against an in-process offline Samsar.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show log lines in the terminal too.")
+    ] = False,
 ) -> None:
-    """Chat with the assistant in this terminal."""
+    """Chat with the assistant in this terminal (log lines go to DATA_DIR/console.log, or
+    with --verbose to the terminal)."""
     settings = _settings()
-    if "LOG_LEVEL" not in os.environ:
-        # The terminal is the chat: keep routine log lines out of it unless asked for.
-        logging.getLogger().setLevel(logging.WARNING)
+    if not verbose:
+        # The terminal is the chat: no log line in it unless asked for.
+        logs.configure(settings.log_level, file=settings.data_dir / "console.log")
 
     async def main() -> None:
         async with wire(settings, sandbox=sandbox) as wired:

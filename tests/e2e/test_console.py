@@ -16,7 +16,9 @@ from PIL import Image
 BIN = Path(sys.executable).parent / "samsar-bot"
 
 
-def run_console(tmp_path: Path, script: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_console(
+    tmp_path: Path, script: str, *extra: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -24,6 +26,7 @@ def run_console(tmp_path: Path, script: str, *extra: str) -> subprocess.Complete
         "CONSOLE_IMAGE_DIR": str(tmp_path / "images"),
         "CONSOLE_USER": "tester",
         "SANDBOX_START_CREDITS": "50",
+        **(env_extra or {}),
     }
     return subprocess.run(
         [str(BIN), "console", *extra],
@@ -148,3 +151,12 @@ def test_an_image_that_cannot_be_saved_is_said_and_the_console_goes_on(tmp_path:
     assert result.returncode == 0, result.stderr
     assert "could not be saved in" in result.stdout and "Traceback" not in result.stderr
     assert "hello after" in result.stdout and result.stdout.rstrip().endswith("Bye.")
+
+
+def test_log_lines_stay_out_of_the_chat_and_go_to_the_log_file(tmp_path: Path) -> None:
+    result = run_console(tmp_path, "hello\n/quit\n", "--sandbox", env_extra={"LOG_LEVEL": "DEBUG"})
+    assert result.returncode == 0, result.stderr
+    for line in (result.stdout + result.stderr).splitlines():
+        assert not re.search(r" (DEBUG|INFO|WARNING) [\w.]+ ", line), line
+    logged = (tmp_path / "data" / "console.log").read_text()
+    assert " INFO " in logged and "store open" in logged
