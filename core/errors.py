@@ -131,6 +131,7 @@ class InputRejected(ConversationError):
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_UNREADABLE = "image_unreadable"
     BAD_VALUE = "bad_value"
+    USAGE = "usage"  # a command written wrong: `detail` is its usage line
 
     def __init__(self, reason: str, *, limit: int | None = None, detail: str | None = None) -> None:
         super().__init__(f"input rejected: {reason}")

@@ -23,6 +23,10 @@ from core.models import ChatUser, ImageChoice, PromptScope, ThreadRef, TurnKind,
 
 T = TypeVar("T")
 WORKSPACE = "console"
+USAGE_IMAGINE = (
+    "Usage: /imagine [--size WxH] [--quality auto|low|medium|high] [--format png|jpeg|webp] "
+    "<prompt>"
+)
 
 
 def _lines(source: TextIO) -> asyncio.Queue[str | None]:
@@ -190,7 +194,7 @@ class ConsoleBot:
         return task.result()
 
     async def _imagine(self, rest: str) -> None:
-        choice, prompt = split_image_flags(rest)
+        choice, prompt = split_image_flags(rest, USAGE_IMAGINE)
         if not prompt:
             raise InputRejected(InputRejected.EMPTY)
         await self._turn(prompt, TurnKind.IMAGINE, choice)
@@ -205,7 +209,7 @@ class ConsoleBot:
 
     async def _buy(self, rest: str) -> None:
         if not rest.isdigit():
-            raise InputRejected(InputRejected.BAD_VALUE, detail="usage: /buy <credits>")
+            raise InputRejected(InputRejected.USAGE, detail="Usage: /buy <credits>")
         link = await self._with_progress(
             self._service.buy(self._user, int(rest), event_key=uuid.uuid4().hex)
         )

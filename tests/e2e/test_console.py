@@ -74,7 +74,7 @@ def test_errors_are_messages_and_the_session_goes_on(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "! That value is not valid: size must be" in out
-    assert "usage: /buy <credits>" in out
+    assert "\n! Usage: /buy <credits>\n" in out
     assert "Unknown command /nonsense" in out
     assert "Instructions from the admins of this workspace:\nBe brief." in out
     assert "Sandbox reply" in out and "Bye." in out

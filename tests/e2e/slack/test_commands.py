@@ -146,7 +146,7 @@ async def test_private_commands_answer_ephemerally(slack: Slack) -> None:
     said = private_texts(slack)
     assert said[0] == "You have 1,000 credits."
     assert said[1].startswith("Buy 50 credits here: <http://127.0.0.1")
-    assert "usage: /samsar buy &lt;credits&gt;" in said[2]  # escaped: not a Slack link
+    assert said[2] == "Usage: /samsar buy &lt;credits&gt;"  # escaped: not a Slack link
     assert said[3:5] == [
         "Your persona is set; it applies to your next messages.",
         "Your persona: Be terse.",
