@@ -387,6 +387,7 @@ class FakeSamsar:
         self.cost = cost
         self._ids = itertools.count(1)
         self._arrived = asyncio.Event()
+        self.personas: dict[str, str | None] = {}  # external user id → their system prompt
 
     async def wait_for_completions(self, count: int) -> None:
         """Wait until `count` completion calls have arrived (bounded by the caller's timeout)."""
@@ -463,6 +464,7 @@ class FakeSamsar:
         self, user: ExternalIdentity, prompt: str | None, *, idempotency_key: str
     ) -> str | None:
         self._record("set_system_prompt", user, idempotency_key)
+        self.personas[self._known(user)] = prompt
         return prompt
 
     async def credits(self, user: ExternalIdentity) -> Balance:
@@ -473,6 +475,7 @@ class FakeSamsar:
         self, user: ExternalIdentity, credits: int, *, idempotency_key: str
     ) -> CheckoutLink:
         self._record("recharge", user, idempotency_key)
+        self._known(user)
         return CheckoutLink(url=f"https://checkout.invalid/{credits}", credits=credits)
 
     async def grant_credits(
@@ -487,6 +490,7 @@ class FakeSamsar:
         self, user: ExternalIdentity, *, idempotency_key: str, redirect: str | None = None
     ) -> LoginLink:
         self._record("login", user, idempotency_key)
+        self._known(user)
         return LoginLink(url="https://studio.invalid/login")
 
     async def set_account_prompt(self, prompt: str | None, *, idempotency_key: str) -> str | None:

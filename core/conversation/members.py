@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from core.conversation.locks import KeyedLocks
+from core.errors import NotFound
 from core.identity import identity_for, stable_key
 from core.models import ChatUser, ExternalIdentity, StoredUser
 from core.ports import SamsarPort, UserRepository
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BOOTSTRAPPED_CACHE = 100_000
 
@@ -58,7 +63,29 @@ class Members:
             )
             self._remember(user.key)
             log.info("external user bootstrapped", extra={"user": user.key})
+            if refresh is not None and stored is not None and stored.persona:
+                # Samsar forgot them, so their persona too: it is theirs, and kept here.
+                await self._samsar.set_user_prompt(
+                    identity, stored.persona, idempotency_key=stable_key("persona-again", key)
+                )
         return identity
+
+    async def on_behalf(
+        self,
+        user: ChatUser,
+        call: Callable[[ExternalIdentity, str], Awaitable[T]],
+        key: str,
+    ) -> T:
+        """`call(identity, idempotency key)` for the member. When Samsar no longer knows them
+        (a 404: a fresh sandbox, another account), they are bootstrapped again, persona and
+        all, and the call is made once more under a key of its own (a 404 charged nothing)."""
+        identity = await self.ensure(user)
+        try:
+            return await call(identity, key)
+        except NotFound:
+            log.warning("samsar lost the member; bootstrapping again", extra={"user": user.key})
+            await self.ensure(user, refresh=key)
+            return await call(identity, stable_key("again", key))
 
     def _remember(self, user_key: str) -> None:
         self._bootstrapped[user_key] = None

@@ -199,7 +199,9 @@ class ConversationService:
 
     async def credits(self, user: ChatUser) -> Balance:
         """The member's credit balance."""
-        return await self._samsar.credits(await self._members.ensure(user))
+        return await self._members.on_behalf(
+            user, lambda identity, _: self._samsar.credits(identity), uuid.uuid4().hex
+        )
 
     async def buy(self, user: ChatUser, credits: int, *, event_key: str) -> CheckoutLink:
         """A checkout link to buy `credits` credits."""
@@ -207,16 +209,20 @@ class ConversationService:
             raise InputRejected(
                 InputRejected.BAD_VALUE, detail=f"credits must be between 1 and {MAX_BUY_CREDITS}"
             )
-        identity = await self._members.ensure(user)
-        return await self._samsar.recharge_link(
-            identity, credits, idempotency_key=stable_key("buy", event_key)
+        return await self._members.on_behalf(
+            user,
+            lambda identity, key: self._samsar.recharge_link(
+                identity, credits, idempotency_key=key
+            ),
+            stable_key("buy", event_key),
         )
 
     async def studio_link(self, user: ChatUser, *, event_key: str) -> LoginLink:
         """A short-lived login link to Samsar Studio."""
-        identity = await self._members.ensure(user)
-        return await self._samsar.login_link(
-            identity, idempotency_key=stable_key("studio", event_key)
+        return await self._members.on_behalf(
+            user,
+            lambda identity, key: self._samsar.login_link(identity, idempotency_key=key),
+            stable_key("studio", event_key),
         )
 
     # --- the member's own persona (their Samsar external-user system prompt) -----------
@@ -226,9 +232,12 @@ class ConversationService:
         text = text.strip() if text else None
         if text is not None and len(text) > self._config.limits.max_chars:
             raise InputRejected(InputRejected.TOO_LONG, limit=self._config.limits.max_chars)
-        identity = await self._members.ensure(user)
-        await self._samsar.set_user_prompt(
-            identity, text or None, idempotency_key=stable_key("persona", event_key)
+        await self._members.on_behalf(
+            user,
+            lambda identity, key: self._samsar.set_user_prompt(
+                identity, text or None, idempotency_key=key
+            ),
+            stable_key("persona", event_key),
         )
         stored = await self._store.users.get(user.key)
         if stored is not None:

@@ -82,13 +82,13 @@ class TurnExecutor:
             raise NotThreadOwner(session.owner_display)
         identity = await self._members.ensure(prepared.user)
         call = turn.call
-        if call is None:
-            call = await self._fix_call(turn, request, prepared, session, identity, attempt=0)
-            await self._store.turns.save_call(turn.turn_id, owner, call)
         try:
+            if call is None:
+                call = await self._fix_call(turn, request, prepared, session, identity, attempt=0)
+                await self._store.turns.save_call(turn.turn_id, owner, call)
             return await self._complete(turn, request, prepared, identity, call, working)
         except NotFound:
-            if call.attempt:
+            if call is not None and call.attempt:
                 raise
             # Samsar no longer knows this user or session (another account, a reset sandbox):
             # bootstrap again and go on in a fresh session, once. A 404 charged nothing.

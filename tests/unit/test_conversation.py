@@ -421,3 +421,31 @@ async def test_the_bootstrap_key_follows_the_identity_it_sends(
     await service.credits(ALICE)  # bootstrapped now: no third call
     keys = [c.idempotency_key for c in samsar.calls if c.route == "session"]
     assert len(keys) == 2 and keys[0] != keys[1]
+
+
+async def test_every_call_for_a_member_samsar_forgot_bootstraps_them_again(
+    service: TurnDriver, samsar: FakeSamsar
+) -> None:
+    await service.ask(message("hello", key="e1"))
+    samsar.balances.clear()  # a fresh sandbox, or another Samsar account: the member is gone
+    assert (await service.credits(ALICE)).remaining == samsar.start_credits
+    samsar.balances.clear()
+    link = await service.buy(ALICE, 50, event_key="b1")
+    assert link.credits == 50
+    samsar.balances.clear()
+    await service.studio_link(ALICE, event_key="s1")
+    samsar.balances.clear()
+    await service.persona_set(ALICE, "Be terse.", event_key="p1")
+    assert samsar.personas[f"slack:T1:{ALICE.user_id}"] == "Be terse."
+    assert samsar.count("session") == 5  # bootstrapped once, then once after each loss
+
+
+async def test_a_persona_survives_samsar_forgetting_the_member(
+    service: TurnDriver, samsar: FakeSamsar
+) -> None:
+    await service.persona_set(ALICE, "Answer in French.", event_key="p1")
+    samsar.balances.clear()
+    samsar.personas.clear()
+    reply = await service.ask(message("hello", key="e2"))
+    assert reply is not None
+    assert samsar.personas[f"slack:T1:{ALICE.user_id}"] == "Answer in French."
