@@ -12,6 +12,10 @@ CLEARED_NOTICE = (
     "The earlier instructions from this workspace's admins no longer apply. "
     "Follow only your own system prompt from now on."
 )
+REPLACED_NOTICE = (
+    "The earlier instructions from this workspace's admins no longer apply; "
+    "these replace them entirely:"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +51,13 @@ def developer_message(effective: EffectivePrompt, last_sent: str | None) -> str 
     """The developer message to send now: only when the effective prompt changed since last sent.
 
     A new session has `last_sent` None, so it gets the prompt when there is one; a prompt that
-    was cleared after being sent gets a short notice that it no longer applies.
+    was cleared after being sent gets a short notice that it no longer applies, and one that
+    changed says it replaces the earlier instructions (which the session still holds).
     """
     if effective.fingerprint == last_sent:
         return None
     if effective.text is None:
         return CLEARED_NOTICE
+    if last_sent is not None:  # changed: the session still holds the earlier ones
+        return f"{REPLACED_NOTICE}\n\n{effective.text}"
     return effective.text

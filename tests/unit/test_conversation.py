@@ -10,7 +10,7 @@ import pytest
 
 from core import errors
 from core.conversation.limits import InputLimits
-from core.conversation.prompts import CLEARED_NOTICE
+from core.conversation.prompts import CLEARED_NOTICE, REPLACED_NOTICE
 from core.conversation.service import ConversationConfig, ConversationService
 from core.models import (
     ChatUser,
@@ -156,8 +156,10 @@ async def test_admin_prompt_reaches_the_session_once_and_again_on_change(
     await service.ask(message("q4", key="e4"))
     sent = [c.request.developer_prompt for c in samsar.calls if c.request is not None]
     assert sent[0] is not None and "Be brief." in sent[0]
+    assert not sent[0].startswith(REPLACED_NOTICE)  # the first: nothing earlier to replace
     assert sent[1] is None
     assert sent[2] is not None and "Be brief." in sent[2] and "Speak French." in sent[2]
+    assert sent[2].startswith(REPLACED_NOTICE)  # changed: the earlier ones no longer apply
     assert sent[3] is None
     assert sent[4] == CLEARED_NOTICE
 
