@@ -16,7 +16,13 @@ from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
 from bots.supervisor import AllPlatformsFailed, Platform, serve
-from core.errors import AuthenticationFailed, BotError
+from core.errors import (
+    AuthenticationFailed,
+    BotError,
+    SamsarTimeout,
+    SamsarUnreachable,
+    UpstreamError,
+)
 from core.models import ChatUser
 from core.settings import Settings
 
@@ -59,18 +65,32 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _execute(work: Coroutine[Any, Any, T], *, needs: str) -> T | None:
-    """Run `work`; a missing setting or a Samsar error ends as one line (exit 2), Ctrl-C quietly."""
+def _execute(work: Coroutine[Any, Any, T], *, needs: str, again: str | None = None) -> T | None:
+    """Run `work`; a missing setting or a Samsar error ends as one line (exit 2), Ctrl-C
+    quietly. For a change on Samsar, `again` is the idempotency key it was sent with: when its
+    outcome is unknown (interrupted, no answer), the operator is told how to run it again
+    without it happening twice — never that it was done."""
+    unsure = (
+        f" It may or may not have been done: run the same command with --idempotency-key {again}"
+        " to be sure it is done once."
+        if again
+        else ""
+    )
     try:
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
     except AuthenticationFailed:
         raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
+    except (SamsarTimeout, SamsarUnreachable, UpstreamError) as exc:
+        raise _fail(texts.describe(exc) + unsure) from None
     except BotError as exc:
         raise _fail(texts.describe(exc)) from None
     except KeyboardInterrupt:
-        return None
+        if not again:
+            return None
+        typer.secho("Interrupted." + unsure, err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=130) from None
 
 
 @app.command()
@@ -179,40 +199,53 @@ def db_upgrade() -> None:
     typer.echo("Database is up to date.")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Reuse the key a run that ended without an answer printed: Samsar does it once.",
+    ),
+]
+
+
 @prompt_app.command("set")
 def prompt_set(
     account: Annotated[str, typer.Option("--account", help="The account-level prompt text.")],
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Set the Samsar account-level prompt (applies to every member without a persona)."""
-    _account_prompt(account)
+    _account_prompt(account, idempotency_key or uuid.uuid4().hex)
     typer.echo("Account prompt set.")
 
 
 @prompt_app.command("clear")
 def prompt_clear(
     account: Annotated[bool, typer.Option("--account", help="Clear the account prompt.")] = True,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Clear the Samsar account-level prompt."""
-    _account_prompt(None)
+    _account_prompt(None, idempotency_key or uuid.uuid4().hex)
     typer.echo("Account prompt cleared.")
 
 
-def _account_prompt(text: str | None) -> None:
+def _account_prompt(text: str | None, key: str) -> None:
     settings = _settings()
 
     async def main() -> None:
         async with wire(settings) as wired:
-            await wired.service.admin.account_prompt_set("cli", text, event_key=uuid.uuid4().hex)
+            await wired.service.admin.account_prompt_set("cli", text, event_key=key)
 
-    _execute(main(), needs="to change the account prompt")
+    _execute(main(), needs="to change the account prompt", again=key)
 
 
 @credits_app.command("grant")
 def credits_grant(
     member: Annotated[str, typer.Argument(help="discord:<id>, slack:<team>:<id>, console:<name>")],
     credits: Annotated[int, typer.Argument(min=1, help="Credits to grant.")],
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Grant credits to a member (from the platform account to the member's balance)."""
+    key = idempotency_key or uuid.uuid4().hex
     settings = _settings()
     try:
         user = member_from_key(member)
@@ -222,12 +255,10 @@ def credits_grant(
 
     async def grant() -> float | None:
         async with wire(settings) as wired:
-            balance = await wired.service.admin.grant(
-                operator, user, credits, event_key=uuid.uuid4().hex
-            )
+            balance = await wired.service.admin.grant(operator, user, credits, event_key=key)
             return balance.remaining
 
-    remaining = _execute(grant(), needs="to grant credits")
+    remaining = _execute(grant(), needs="to grant credits", again=key)
     typer.echo(f"Granted {credits} credits to {user.key}. {texts.balance_text(remaining)}")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -142,3 +144,51 @@ async def test_sandbox_command_serves_the_offline_samsar() -> None:
 async def test_sandbox_command_takes_its_credits_from_the_setting(tmp_path: Path) -> None:
     env = {"SANDBOX_START_CREDITS": "33", "HOME": str(tmp_path)}
     assert await sandbox_credits(env=env) == 33
+
+
+async def test_a_grant_run_again_with_its_key_is_granted_once(tmp_path: Path) -> None:
+    async with running_sandbox() as sandbox:
+        env = {"SAMSAR_API_KEY": sandbox.api_key, "SAMSAR_BASE_URL": sandbox.base_url}
+        for _ in range(2):
+            code, _, err = await samsar_bot(
+                tmp_path, "credits", "grant", "discord:9", "25", "--idempotency-key", "k-1", **env
+            )
+            assert code == 0, err
+        assert sandbox.state.balance("discord", "discord:9") == 125
+
+
+async def test_an_interrupted_grant_never_says_it_was_granted(tmp_path: Path) -> None:
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()  # a Samsar that takes the request and never answers
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        process = await asyncio.create_subprocess_exec(
+            BIN,
+            "credits",
+            "grant",
+            "discord:9",
+            "25",
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DATA_DIR": str(tmp_path / "data"),
+                "SAMSAR_API_KEY": "k",
+                "SAMSAR_BASE_URL": f"http://127.0.0.1:{port}/v1",
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            await accepted.wait()
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    assert process.returncode == 130
+    assert "Granted" not in out.decode()
+    key = re.search(r"--idempotency-key (\w+)", err.decode())
+    assert key is not None, err.decode()  # the key to run it again with, once
