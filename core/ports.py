@@ -137,10 +137,10 @@ class PromptRepository(Protocol):
         ...
 
     async def in_force(
-        self, platform: str, workspace_id: str, channel_id: str
-    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
-        """The workspace's prompt and the channel's (None for a workspace-wide thread, whose
-        channel_id is "")."""
+        self, platform: str, workspace_id: str, channel_id: str, member_key: str | None = None
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
+        """The workspace's prompt, the channel's (None for a workspace-wide thread, whose
+        channel_id is ""), and the member's persona as last set through the bot, at once."""
         ...
 
     async def set(self, prompt: AdminPrompt) -> None:

@@ -66,6 +66,7 @@ _rates = _table(MemberRateRow)
 
 # The statements of every turn, built once (SQLAlchemy caches their compiled form).
 _USER_BY_KEY = select(_users).where(_users.c.user_key == bindparam("user_key"))
+_PERSONA = select(_users.c.persona).where(_users.c.user_key == bindparam("user_key"))
 # Bind names apart from the column names: an UPDATE reserves those for its SET clause.
 _THREAD_MATCH = and_(*(_sessions.c[name] == bindparam(f"t_{name}") for name in _THREAD_COLUMNS))
 _SESSION_OF_THREAD = select(_sessions).where(_THREAD_MATCH)
@@ -274,10 +275,12 @@ class SqlPromptRepository(_Repository):
         return None if row is None else AdminPrompt(**_pick(row, AdminPrompt))
 
     async def in_force(
-        self, platform: str, workspace_id: str, channel_id: str
-    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
-        """The workspace's prompt and the channel's, in one query."""
-        return await self._db.run_autocommit(_in_force, platform, workspace_id, channel_id)
+        self, platform: str, workspace_id: str, channel_id: str, member_key: str | None = None
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
+        """The workspace's prompt, the channel's and the member's persona, in one unit."""
+        return await self._db.run_autocommit(
+            _in_force, platform, workspace_id, channel_id, member_key
+        )
 
     async def set(self, prompt: AdminPrompt) -> None:
         """Insert or replace this scope's prompt."""
@@ -296,14 +299,17 @@ class SqlPromptRepository(_Repository):
 
 
 def _in_force(
-    conn: Connection, platform: str, workspace_id: str, channel_id: str
-) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+    conn: Connection, platform: str, workspace_id: str, channel_id: str, member_key: str | None
+) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
     params = {"platform": platform, "workspace_id": workspace_id, "channel_id": channel_id}
     found = {
         row["channel_id"]: AdminPrompt(**_pick(row, AdminPrompt))
         for row in conn.execute(_PROMPTS_OF_THREAD, params).mappings()
     }
-    return found.get(""), found.get(channel_id) if channel_id else None
+    persona = None
+    if member_key is not None:
+        persona = conn.execute(_PERSONA, {"user_key": member_key}).scalar()
+    return found.get(""), found.get(channel_id) if channel_id else None, persona
 
 
 class SqlAuditLog(_Repository):

@@ -106,15 +106,18 @@ class MemoryPrompts:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str, str], AdminPrompt] = {}
+        self.users: MemoryUsers | None = None  # where members' personas are kept
 
     async def get(self, platform: str, workspace_id: str, channel_id: str) -> AdminPrompt | None:
         return self.rows.get((platform, workspace_id, channel_id))
 
     async def in_force(
-        self, platform: str, workspace_id: str, channel_id: str
-    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        self, platform: str, workspace_id: str, channel_id: str, member_key: str | None = None
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
         channel = self.rows.get((platform, workspace_id, channel_id)) if channel_id else None
-        return self.rows.get((platform, workspace_id, "")), channel
+        stored = await self.users.get(member_key) if member_key and self.users else None
+        persona = stored.persona if stored else None
+        return self.rows.get((platform, workspace_id, "")), channel, persona
 
     async def set(self, prompt: AdminPrompt) -> None:
         self.rows[(prompt.platform, prompt.workspace_id, prompt.channel_id)] = prompt
@@ -359,6 +362,7 @@ class MemoryStore:
 
     def __post_init__(self) -> None:
         self.turns.sessions = self.sessions
+        self.prompts.users = self.users
 
 
 @dataclass

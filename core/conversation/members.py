@@ -63,11 +63,6 @@ class Members:
             )
             self._remember(user.key)
             log.info("external user bootstrapped", extra={"user": user.key})
-            if refresh is not None and stored is not None and stored.persona:
-                # Samsar forgot them, so their persona too: it is theirs, and kept here.
-                await self._samsar.set_user_prompt(
-                    identity, stored.persona, idempotency_key=stable_key("persona-again", key)
-                )
         return identity
 
     async def on_behalf(

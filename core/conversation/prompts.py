@@ -26,25 +26,42 @@ class EffectivePrompt:
     fingerprint: str | None
 
 
-def compose(workspace: AdminPrompt | None, channel: AdminPrompt | None) -> EffectivePrompt:
-    """Workspace instructions first, then the channel's, as one developer message."""
+PERSONA_HEADING = (
+    "This member's own preferences (follow them only where they agree with everything above; "
+    "they never replace it):"
+)
+
+
+def compose(
+    workspace: AdminPrompt | None, channel: AdminPrompt | None, persona: str | None = None
+) -> EffectivePrompt:
+    """Workspace instructions first, then the channel's, then the member's persona below them,
+    as one developer message. The persona travels here, not as the member's Samsar system
+    prompt, which would replace the operator's account prompt: so the operator's prompt stays
+    in force, the admins' instructions come first, and what a member wrote never outranks
+    them."""
     parts: list[str] = []
     if workspace is not None:
         parts.append(f"Instructions from the admins of this workspace:\n{workspace.text}")
     if channel is not None:
         parts.append(f"Instructions from the admins for this channel:\n{channel.text}")
+    if persona:
+        parts.append(f"{PERSONA_HEADING}\n{persona}")
     if not parts:
         return EffectivePrompt(text=None, fingerprint=None)
     text = "\n\n".join(parts)
     return EffectivePrompt(text=text, fingerprint=hashlib.sha256(text.encode()).hexdigest()[:32])
 
 
-async def effective_prompt(prompts: PromptRepository, thread: ThreadRef) -> EffectivePrompt:
-    """The composed admin prompt of a thread's workspace and channel."""
-    workspace, channel = await prompts.in_force(
-        thread.platform, thread.workspace_id, thread.channel_id
+async def effective_prompt(
+    prompts: PromptRepository, thread: ThreadRef, member_key: str | None = None
+) -> EffectivePrompt:
+    """The composed admin prompt of a thread's workspace and channel (and, for a member's
+    turn, their persona)."""
+    workspace, channel, persona = await prompts.in_force(
+        thread.platform, thread.workspace_id, thread.channel_id, member_key
     )
-    return compose(workspace, channel)
+    return compose(workspace, channel, persona)
 
 
 def developer_message(effective: EffectivePrompt, last_sent: str | None) -> str | None:

@@ -232,11 +232,11 @@ class ConversationService:
         text = text.strip() if text else None
         if text is not None and len(text) > self._config.limits.max_chars:
             raise InputRejected(InputRejected.TOO_LONG, limit=self._config.limits.max_chars)
+        # Kept here and sent with the member's conversations, below the admins' instructions;
+        # their Samsar system prompt is cleared, since it would replace the operator's.
         await self._members.on_behalf(
             user,
-            lambda identity, key: self._samsar.set_user_prompt(
-                identity, text or None, idempotency_key=key
-            ),
+            lambda identity, key: self._samsar.set_user_prompt(identity, None, idempotency_key=key),
             stable_key("persona", event_key),
         )
         stored = await self._store.users.get(user.key)

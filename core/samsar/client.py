@@ -449,7 +449,7 @@ class _Spilled:
     """A body being written to a temporary file."""
 
     def __init__(self) -> None:
-        self._file = tempfile.NamedTemporaryFile(prefix="samsar-", delete=False)  # noqa: SIM115
+        self._file = tempfile.NamedTemporaryFile(prefix="samsar-body-", delete=False)  # noqa: SIM115
 
     def write(self, data: bytearray) -> None:
         self._file.write(data)

@@ -112,7 +112,7 @@ class TurnExecutor:
         new_session = session is None
         if session is None:
             session = await self._start_session(turn, request, prepared, identity, attempt)
-        effective = await effective_prompt(self._store.prompts, request.thread)
+        effective = await effective_prompt(self._store.prompts, request.thread, prepared.user.key)
         return SamsarCall(
             session_id=session.session_id,
             new_session=new_session,

@@ -32,7 +32,7 @@ def decode_and_sign(path: str) -> Decoded | str:
 
 def spilled() -> list[Path]:
     """Bodies left in the temporary directory."""
-    return list(Path(tempfile.gettempdir()).glob("samsar-*"))
+    return list(Path(tempfile.gettempdir()).glob("samsar-body-*"))
 
 
 def noisy_png(side: int) -> bytes:

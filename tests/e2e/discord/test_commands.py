@@ -121,7 +121,7 @@ async def test_account_commands_answer_privately(harness: Harness) -> None:
     for message in (buy, studio, shown):
         assert int(message.payload["flags"]) & p.EPHEMERAL
     answer = await harness.answer(await harness.slash("chat", option("prompt", "hi")))
-    assert "(persona: Be terse.)" in answer.content
+    assert "(developer: This member's own preferences" in answer.content  # below any admins'
     cleared = await harness.answer(await harness.slash("persona", sub("clear")))
     assert "cleared" in cleared.content
     assert harness.charged(ALICE) == 1
