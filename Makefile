@@ -26,9 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## Throughput and latency figures against the sandbox.
+## What the bot costs on top of Samsar, beside a bare httpx loop (figures as `name: value`).
 bench: $(STAMP)
-	$(BIN)/python -m bench.turns
+	$(BIN)/python -m bench
 
 ## The chaos run (two replicas on PostgreSQL, one killed every few seconds), its report printed.
 chaos: $(STAMP)

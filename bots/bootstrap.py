@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from core.conversation.limits import InputLimits
 from core.conversation.service import ConversationConfig, ConversationService
-from core.models import ImageOptions
+from core.models import ImageOptions, Rate
 from core.samsar.client import SamsarClient
 from core.samsar.retry import RetryPolicy
 from core.settings import Settings
@@ -53,6 +53,11 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         ),
         admin_keys=settings.admin_user_keys,
         patience=Patience(total=settings.samsar_patience),
+        member_rate=(
+            Rate(settings.member_turns_per_minute / 60, settings.member_turn_burst)
+            if settings.member_turns_per_minute > 0
+            else None
+        ),
     )
 
 
@@ -60,7 +65,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
     """The turn worker's leases, concurrency, delivery tries and retention."""
     return WorkerConfig(
         lease=timedelta(seconds=settings.turn_lease_seconds),
-        max_running=settings.max_running_turns,
+        max_running=settings.max_concurrent_turns,
         delivery_tries=settings.delivery_tries,
         retention=timedelta(days=settings.turn_retention_days),
     )

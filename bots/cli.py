@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -80,12 +78,16 @@ def console(
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Run against an in-process offline Samsar.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show log lines in the terminal too.")
+    ] = False,
 ) -> None:
-    """Chat with the assistant in this terminal."""
+    """Chat with the assistant in this terminal (log lines go to DATA_DIR/console.log, or
+    with --verbose to the terminal)."""
     settings = _settings()
-    if "LOG_LEVEL" not in os.environ:
-        # The terminal is the chat: keep routine log lines out of it unless asked for.
-        logging.getLogger().setLevel(logging.WARNING)
+    if not verbose:
+        # The terminal is the chat: no log line in it unless asked for.
+        logs.configure(settings.log_level, file=settings.data_dir / "console.log")
 
     async def main() -> None:
         async with wire(settings, sandbox=sandbox) as wired:
@@ -93,6 +95,7 @@ def console(
                 wired.service,
                 user_name=settings.console_user,
                 image_dir=settings.console_image_dir,
+                grace=settings.shutdown_grace,
             )
             if sandbox:
                 bot.say(f"(offline sandbox at {wired.samsar_base_url})")
@@ -150,12 +153,17 @@ def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseExce
 @app.command("sandbox")
 def sandbox_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
-    start_credits: Annotated[int, typer.Option(help="Credits of each new external user.")] = 100,
+    start_credits: Annotated[
+        int | None,
+        typer.Option(help="Credits of each new external user [default: SANDBOX_START_CREDITS]."),
+    ] = None,
 ) -> None:
     """Run the offline Samsar sandbox alone."""
     from sandbox.app import SandboxConfig, serve
 
-    _settings()
+    settings = _settings()
+    if start_credits is None:
+        start_credits = settings.sandbox_start_credits
     typer.echo(f"Sandbox on http://127.0.0.1:{port}/v1 (API key: sandbox-key)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(port, config=SandboxConfig(start_credits=start_credits)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -19,9 +20,14 @@ class FieldsFormatter(logging.Formatter):
         return line + " " + " ".join(f"{key}={fields[key]!r}" for key in sorted(fields))
 
 
-def configure(level: str) -> None:
-    """Log to stderr at `level` with structured fields."""
-    handler = logging.StreamHandler()
+def configure(level: str, *, file: Path | None = None) -> None:
+    """Log at `level` with structured fields: to stderr, or appended to `file`."""
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler()
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
     handler.setFormatter(FieldsFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core import errors
@@ -118,8 +119,21 @@ def describe(error: errors.BotError, commands: Commands = Commands()) -> str:
             return "Only workspace admins can change the assistant's instructions."
         case errors.InputRejected():
             return _input_rejected(error)
+        case errors.SlowDown():
+            return (
+                "You're sending messages faster than this bot allows. "
+                f"Slow down and try again in {max(1, math.ceil(error.wait))} s."
+            )
         case _:
             return UNEXPECTED
+
+
+def in_line(place: int | None) -> str:
+    """What a turn that has not started shows: its place in line, or that it waits for the
+    answer before it in the same conversation."""
+    if place is None:
+        return "Waiting for the previous answer in this conversation…"
+    return f"#{place} in line: the bot is busy, your turn is coming…"
 
 
 UNEXPECTED = "Something went wrong. Please try again."
@@ -147,6 +161,8 @@ def _input_rejected(error: errors.InputRejected) -> str:
             )
         case errors.InputRejected.IMAGE_UNREADABLE:
             return "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
+        case errors.InputRejected.USAGE:
+            return error.detail or "That command is not written the way it is used."
         case _:
             return f"That value is not valid: {error.detail or 'check the command'}."
 

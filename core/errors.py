@@ -14,7 +14,8 @@
     ├── ConversationError           a rule of the conversation refused the action
     │   ├── NotThreadOwner          another member owns this thread's session
     │   ├── NotAdmin                an admin-only action by a non-admin
-    │   └── InputRejected           too long, too many images, image too large or unreadable
+    │   ├── InputRejected           too long, too many images, image too large or unreadable
+    │   └── SlowDown                the member sent more than their rate allows (wait seconds)
     └── Unexpected                  a turn ended in a failure nothing above foresaw (a bug)
 
 Adapters turn these into user text through one module (`bots.texts`).
@@ -113,6 +114,14 @@ class NotAdmin(ConversationError):
         super().__init__("admin only")
 
 
+class SlowDown(ConversationError):
+    """The member is over their rate of turns; `wait` seconds until the next is allowed."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"member over their rate; next in {wait:.1f} s")
+        self.wait = wait
+
+
 class InputRejected(ConversationError):
     """The member's input breaks a limit; `reason` is one of the REASON_* constants."""
 
@@ -122,6 +131,7 @@ class InputRejected(ConversationError):
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_UNREADABLE = "image_unreadable"
     BAD_VALUE = "bad_value"
+    USAGE = "usage"  # a command written wrong: `detail` is its usage line
 
     def __init__(self, reason: str, *, limit: int | None = None, detail: str | None = None) -> None:
         super().__init__(f"input rejected: {reason}")

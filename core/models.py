@@ -201,6 +201,47 @@ class ReplyImage:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """A member's allowance of turns: refilled at `per_second`, up to `burst` at once."""
+
+    per_second: float
+    burst: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording a member's turn came to: `written`, or not — a redelivery of an event
+    recorded before, a thread that is another member's conversation (`owner`: their user key
+    and display name), or a member over their rate (`wait`: seconds until the next turn)."""
+
+    written: bool
+    owner: tuple[str, str | None] | None = None
+    wait: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingTurn:
+    """A turn not started yet: whether it is `behind` an earlier open turn of its own thread,
+    and whether every such earlier turn already shows something (`in_order`: a note for this
+    one then comes after theirs in the thread)."""
+
+    turn: Turn
+    behind: bool
+    in_order: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAdvance:
+    """Where a completion moves its thread's session: the response to continue from and the
+    admin prompt now sent. Stored with the turn's outcome, in the same write."""
+
+    thread: ThreadRef
+    session_id: str
+    response_id: str | None
+    prompt_fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The answer an adapter renders into the thread."""
 
@@ -211,6 +252,7 @@ class Reply:
     turn_id: str | None = None
     new_session: bool = False
     image_problems: tuple[ImageProblem, ...] = ()  # pictures that could not be delivered
+    advance: SessionAdvance | None = field(default=None, compare=False, repr=False)
 
 
 # --- stored state (repositories speak these, never table rows) ----------------------

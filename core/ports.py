@@ -18,6 +18,8 @@ from core.models import (
     ExternalIdentity,
     LoginLink,
     Prepared,
+    Rate,
+    Recorded,
     Reply,
     SamsarCall,
     StoredUser,
@@ -26,6 +28,7 @@ from core.models import (
     Turn,
     TurnRequest,
     TurnStatus,
+    WaitingTurn,
 )
 
 
@@ -133,6 +136,13 @@ class PromptRepository(Protocol):
         """Exactly this scope's prompt (channel_id "" for the workspace)."""
         ...
 
+    async def in_force(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        """The workspace's prompt and the channel's (None for a workspace-wide thread, whose
+        channel_id is "")."""
+        ...
+
     async def set(self, prompt: AdminPrompt) -> None:
         """Insert or replace this scope's prompt."""
         ...
@@ -153,6 +163,16 @@ class TurnLedger(Protocol):
         """Insert a received turn; False (and nothing written) when its event_key exists."""
         ...
 
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
+        """`record`, unless the thread is another member's conversation: its session's owner,
+        or before its first answer the member whose open turn started it (then nothing is
+        written and `owner` says whose it is); or, with a `rate`, unless the member is over it
+        (nothing written, `wait` seconds until a turn is allowed; a redelivery of a recorded
+        event is not counted). The member's allowance is one for every replica."""
+        ...
+
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do (to run, resume or deliver), or None.
 
@@ -160,6 +180,17 @@ class TurnLedger(Protocol):
         and no earlier open turn of its thread exists: so the turns of a thread run one at a
         time, in arrival order, and exactly one worker gets each.
         """
+        ...
+
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        """Lease up to `limit` turns as `claim` does (each the first of its own thread), oldest
+        first, in one go."""
+        ...
+
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        """Turns not started yet (received, no lease), oldest first, up to `limit`."""
         ...
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
@@ -174,6 +205,10 @@ class TurnLedger(Protocol):
         """Keep what the adapter has posted so far for this turn."""
         ...
 
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        """`save_posted`, only while the turn is received and not leased; True when kept."""
+        ...
+
     async def complete(
         self,
         turn_id: str,
@@ -182,7 +217,9 @@ class TurnLedger(Protocol):
         *,
         latency_ms: int | None,
     ) -> bool:
-        """Store the outcome (status completed); False when the lease was lost."""
+        """Store the outcome (status completed); False when the lease was lost. A reply's
+        `advance` moves the thread's session in the same write (only while the thread is still
+        on that session: a reset meanwhile wins)."""
         ...
 
     async def postpone(
@@ -256,6 +293,11 @@ class Posted(Protocol):
         """Keep `value`, so a delivery after a restart edits instead of posting again."""
         ...
 
+    async def save_while_waiting(self, value: str) -> bool:
+        """Keep `value` only while the turn has not started in any worker; False (nothing
+        kept) once it has: what was just posted for the wait is then the adapter's to undo."""
+        ...
+
 
 class Working(Protocol):
     """The progress a platform shows while Samsar works on a turn."""
@@ -274,6 +316,14 @@ class TurnChannel(Protocol):
 
     async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
         """The member and the attached images, fetched now; BotError when they cannot be."""
+        ...
+
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """Show that the turn waits to start: `place` in the line of turns waiting for a free
+        worker (1: next), or None: behind an earlier turn of its own thread. Called again when
+        that changes; `working` then takes over what it showed."""
         ...
 
     def working(

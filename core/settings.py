@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.conversation.limits import check_image_options
+from core.errors import InputRejected
+from core.models import ImageOptions
 from core.samsar.client import check_base_url
 
 DEFAULT_SAMSAR_BASE_URL = "https://api.samsar.one/v1"
@@ -23,7 +26,7 @@ class Settings(BaseSettings):
 
     # A variable set to "" (as copied from .env.example) counts as unset.
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", frozen=True, env_ignore_empty=True
+        env_file=None, extra="ignore", frozen=True, env_ignore_empty=True, populate_by_name=True
     )
 
     # Samsar
@@ -40,7 +43,13 @@ class Settings(BaseSettings):
 
     # Durable turns
     turn_lease_seconds: float = Field(30.0, ge=1)
-    max_running_turns: int = Field(64, ge=1)
+    # Turns one replica runs at once; more wait in the ledger (MAX_RUNNING_TURNS: its old name)
+    max_concurrent_turns: int = Field(
+        64, ge=1, validation_alias=AliasChoices("max_concurrent_turns", "max_running_turns")
+    )
+    # Each member's turns: refilled per minute, and how many at once (0 per minute: no limit)
+    member_turns_per_minute: float = Field(10.0, ge=0)
+    member_turn_burst: int = Field(5, ge=1)
     samsar_patience: float = Field(900.0, ge=0)
     delivery_tries: int = Field(10, ge=1)
     turn_retention_days: float = Field(30.0, gt=0)
@@ -90,6 +99,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("image_size", "image_quality", "image_format")
+    @classmethod
+    def _image_option(cls, value: str, info: ValidationInfo) -> str:
+        """Checked at start, as a member's choice would be: a typo here must not turn every
+        later message into a refusal from Samsar."""
+        name = str(info.field_name).removeprefix("image_")
+        try:
+            checked = check_image_options(ImageOptions(**{name: value}))
+        except InputRejected as exc:
+            raise ValueError(exc.detail or "not a value the image tool takes") from None
+        return str(getattr(checked, name))
 
     @field_validator("samsar_base_url")
     @classmethod

@@ -64,8 +64,8 @@ def create_engine(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
-            # Replace connections the server or a proxy closed while idle.
-            pool_pre_ping=True,
+            # No ping at every checkout (a round trip per unit of work): a connection closed
+            # while idle fails once and its unit runs again (storage.database.Database).
             pool_recycle=1800,
         )
     raise ValueError(f"unsupported database backend {backend!r}; use SQLite or PostgreSQL")
@@ -77,19 +77,20 @@ def _sqlite_engine(url: str, connect_args: dict[str, Any]) -> AsyncEngine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args=connect_args)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            # WAL makes NORMAL durable against application crashes, and it is much faster.
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            cursor.close()
-
+    event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    """WAL with a busy timeout, so writers of other processes queue instead of failing."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # WAL makes NORMAL durable against application crashes, and it is much faster.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
 
 
 def alembic_config() -> Config:

@@ -1,33 +1,47 @@
-"""SQL implementations of the core repository ports: one short transaction per call."""
+"""SQL implementations of the core repository ports: each call one unit of work (one short
+transaction) on the store's `Database`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
-from sqlalchemy import Table, case, delete, func, insert, literal, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    RowMapping,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import SQLModel, col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import SQLModel
 
 from core.models import (
     AdminPrompt,
     AuditEntry,
+    Rate,
     StoredUser,
     ThreadRef,
     ThreadSession,
 )
+from storage.database import Database
 from storage.tables import (
     AdminPromptRow,
     AuditRow,
     ExternalUserRow,
+    MemberRateRow,
     ThreadSessionRow,
     UTCDateTime,
     utcnow,
@@ -35,39 +49,7 @@ from storage.tables import (
 
 log = logging.getLogger(__name__)
 
-
-class Sessions:
-    """Database sessions: `sessions()` to read, `sessions.begin()` for one write transaction.
-
-    SQLite has one writer at a time and makes the others sleep and retry on its file lock;
-    within one process (SQLite serves one) writers instead queue here, in order, at once.
-    """
-
-    def __init__(self, maker: async_sessionmaker[AsyncSession], *, one_writer: bool) -> None:
-        self._maker = maker
-        self._writer = asyncio.Lock() if one_writer else None
-
-    def __call__(self) -> AsyncSession:
-        return self._maker()
-
-    @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed at the end of the block."""
-        if self._writer is None:
-            async with self._maker.begin() as session:
-                yield session
-            return
-        async with self._writer, self._maker.begin() as session:
-            yield session
-
-
 _THREAD_COLUMNS = ("platform", "workspace_id", "channel_id", "thread_id")
-
-
-def session_factory(engine: AsyncEngine) -> Sessions:
-    """Sessions that keep loaded values usable after commit."""
-    maker = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
-    return Sessions(maker, one_writer=engine.dialect.name == "sqlite")
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -76,9 +58,40 @@ def _table(model: type[SQLModel]) -> Table:
     return table
 
 
+_users = _table(ExternalUserRow)
+_sessions = _table(ThreadSessionRow)
+_prompts = _table(AdminPromptRow)
+_audit = _table(AuditRow)
+_rates = _table(MemberRateRow)
+
+# The statements of every turn, built once (SQLAlchemy caches their compiled form).
+_USER_BY_KEY = select(_users).where(_users.c.user_key == bindparam("user_key"))
+# Bind names apart from the column names: an UPDATE reserves those for its SET clause.
+_THREAD_MATCH = and_(*(_sessions.c[name] == bindparam(f"t_{name}") for name in _THREAD_COLUMNS))
+_SESSION_OF_THREAD = select(_sessions).where(_THREAD_MATCH)
+SESSION_OWNER = select(_sessions.c.owner_key, _sessions.c.owner_display).where(_THREAD_MATCH)
+_PROMPTS_OF_THREAD = select(_prompts).where(
+    _prompts.c.platform == bindparam("platform"),
+    _prompts.c.workspace_id == bindparam("workspace_id"),
+    _prompts.c.channel_id.in_([literal(""), bindparam("channel_id")]),  # the key's index
+)
+ADVANCE = (
+    update(_sessions)
+    .where(_THREAD_MATCH, _sessions.c.session_id == bindparam("t_session_id"))
+    .values(
+        last_response_id=func.coalesce(
+            bindparam("new_response_id", type_=_sessions.c.last_response_id.type),
+            _sessions.c.last_response_id,
+        ),
+        prompt_fingerprint=bindparam("new_fingerprint", type_=_sessions.c.prompt_fingerprint.type),
+        updated_at=bindparam("new_updated_at", type_=UTCDateTime()),
+    )
+)
+
+
 def _upsert(
     dialect: str,
-    model: type[SQLModel],
+    table: Table,
     values: Mapping[str, Any],
     keys: Sequence[str],
     update_set: Mapping[str, Any] | None = None,
@@ -87,7 +100,6 @@ def _upsert(
 
     Every non-key column takes the new value unless `update_set` says otherwise.
     """
-    table = _table(model)
     stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     stmt = stmt.values(dict(values))
     new = {name: stmt.excluded[name] for name in values if name not in keys}
@@ -95,12 +107,41 @@ def _upsert(
     return stmt.on_conflict_do_update(index_elements=list(keys), set_=new)
 
 
-class _Repository:
-    """Shared plumbing: the session factory and the dialect name."""
+def _pick(row: RowMapping, cls: type[Any], *, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The row's values for the dataclass `cls`'s fields."""
+    return {f.name: row[f.name] for f in fields(cls) if f.name not in skip}
 
-    def __init__(self, sessions: Sessions, dialect: str) -> None:
-        self._sessions = sessions
-        self._dialect = dialect
+
+def thread_params(thread: ThreadRef) -> dict[str, str]:
+    """The bind parameters of `_THREAD_MATCH` that name a thread's row."""
+    return {
+        "t_platform": thread.platform,
+        "t_workspace_id": thread.workspace_id,
+        "t_channel_id": thread.channel_id,
+        "t_thread_id": thread.thread_id,
+    }
+
+
+def thread_session(row: RowMapping) -> ThreadSession:
+    """A thread_sessions row as the core's value."""
+    return ThreadSession(
+        thread=ThreadRef(row["platform"], row["workspace_id"], row["channel_id"], row["thread_id"]),
+        **_pick(row, ThreadSession, skip=("thread",)),
+    )
+
+
+def session_of(conn: Connection, thread: ThreadRef) -> ThreadSession | None:
+    """Unit of work: the thread's session, or None."""
+    row = conn.execute(_SESSION_OF_THREAD, thread_params(thread)).mappings().first()
+    return None if row is None else thread_session(row)
+
+
+class _Repository:
+    """Shared plumbing: the database and its dialect name."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._dialect = db.dialect
 
 
 class SqlUserRepository(_Repository):
@@ -108,39 +149,27 @@ class SqlUserRepository(_Repository):
 
     async def get(self, user_key: str) -> StoredUser | None:
         """The stored mapping, or None."""
-        async with self._sessions() as session:
-            row = await session.get(ExternalUserRow, user_key)
-        if row is None:
-            return None
-        return StoredUser(**row.model_dump(exclude={"created_at", "updated_at"}))
+        return await self._db.run_autocommit(_get_user, user_key)
 
     async def save(self, user: StoredUser) -> None:
         """Insert or update by `user_key`, keeping the first `created_at`."""
         now = utcnow()
         # Every field of the value is a column: a field without one fails loudly here.
         values = {**asdict(user), "created_at": now, "updated_at": now}
-        table = _table(ExternalUserRow)
         stmt = _upsert(
-            self._dialect, ExternalUserRow, values, ["user_key"], {"created_at": table.c.created_at}
+            self._dialect, _users, values, ["user_key"], {"created_at": _users.c.created_at}
         )
-        async with self._sessions.begin() as session:
-            await session.exec(stmt)
+        await self._db.run_autocommit(_execute, stmt)
 
 
-def _thread_session(row: ThreadSessionRow) -> ThreadSession:
-    return ThreadSession(
-        thread=ThreadRef(row.platform, row.workspace_id, row.channel_id, row.thread_id),
-        **row.model_dump(exclude={*_THREAD_COLUMNS, "updated_at"}),
-    )
+def _get_user(conn: Connection, user_key: str) -> StoredUser | None:
+    row = conn.execute(_USER_BY_KEY, {"user_key": user_key}).mappings().first()
+    return None if row is None else StoredUser(**_pick(row, StoredUser))
 
 
-def _thread_match(thread: ThreadRef) -> tuple[ColumnElement[bool], ...]:
-    return (
-        col(ThreadSessionRow.platform) == thread.platform,
-        col(ThreadSessionRow.workspace_id) == thread.workspace_id,
-        col(ThreadSessionRow.channel_id) == thread.channel_id,
-        col(ThreadSessionRow.thread_id) == thread.thread_id,
-    )
+def _execute(conn: Connection, stmt: Any, params: Mapping[str, Any] | None = None) -> int:
+    """Unit of work: one statement; the rows it touched."""
+    return int(conn.execute(stmt, dict(params or {})).rowcount or 0)
 
 
 class SqlSessionRepository(_Repository):
@@ -148,10 +177,7 @@ class SqlSessionRepository(_Repository):
 
     async def get(self, thread: ThreadRef) -> ThreadSession | None:
         """The active session of the thread, or None."""
-        key = (thread.platform, thread.workspace_id, thread.channel_id, thread.thread_id)
-        async with self._sessions() as session:
-            row = await session.get(ThreadSessionRow, key)
-        return None if row is None else _thread_session(row)
+        return await self._db.run_autocommit(session_of, thread)
 
     async def save(self, session: ThreadSession) -> None:
         """Insert or replace the thread's row.
@@ -167,16 +193,14 @@ class SqlSessionRepository(_Repository):
             "updated_at": now,
         }
         del values["thread"]
-        table = _table(ThreadSessionRow)
         keep: dict[str, Any] = {}
         if session.created_at is None:
             keep["created_at"] = case(
-                (table.c.session_id == session.session_id, table.c.created_at),
+                (_sessions.c.session_id == session.session_id, _sessions.c.created_at),
                 else_=literal(now, UTCDateTime()),
             )
-        stmt = _upsert(self._dialect, ThreadSessionRow, values, _THREAD_COLUMNS, keep)
-        async with self._sessions.begin() as db:
-            await db.exec(stmt)
+        stmt = _upsert(self._dialect, _sessions, values, _THREAD_COLUMNS, keep)
+        await self._db.run_autocommit(_execute, stmt)
 
     async def advance(
         self,
@@ -187,49 +211,53 @@ class SqlSessionRepository(_Repository):
     ) -> bool:
         """After a completion: remember its response and prompt, only while the thread is still
         on `session_id` (a reset meanwhile wins); True when it was."""
-        stmt = (
-            update(ThreadSessionRow)
-            .where(
-                *_thread_match(thread),
-                col(ThreadSessionRow.session_id) == session_id,
-            )
-            .values(
-                last_response_id=func.coalesce(
-                    literal(last_response_id), ThreadSessionRow.last_response_id
-                ),
-                prompt_fingerprint=fingerprint,
-                updated_at=utcnow(),
+        return bool(
+            await self._db.run_autocommit(
+                _execute,
+                ADVANCE,
+                advance_params(thread, session_id, last_response_id, fingerprint),
             )
         )
-        async with self._sessions.begin() as db:
-            result = await db.exec(stmt)
-        return bool(result.rowcount)
 
     async def delete(self, thread: ThreadRef) -> bool:
         """Forget the thread's session; True when there was one."""
-        stmt = delete(ThreadSessionRow).where(*_thread_match(thread))
-        async with self._sessions.begin() as session:
-            result = await session.exec(stmt)
-        return bool(result.rowcount)
+        stmt = delete(_sessions).where(_THREAD_MATCH)
+        return bool(await self._db.run_autocommit(_execute, stmt, thread_params(thread)))
 
     async def latest_owned(
         self, platform: str, workspace_id: str, channel_id: str, owner_key: str
     ) -> ThreadSession | None:
         """The owner's most recently used session in a channel (the primary key's prefix)."""
         stmt = (
-            select(ThreadSessionRow)
+            select(_sessions)
             .where(
-                col(ThreadSessionRow.platform) == platform,
-                col(ThreadSessionRow.workspace_id) == workspace_id,
-                col(ThreadSessionRow.channel_id) == channel_id,
-                col(ThreadSessionRow.owner_key) == owner_key,
+                _sessions.c.platform == platform,
+                _sessions.c.workspace_id == workspace_id,
+                _sessions.c.channel_id == channel_id,
+                _sessions.c.owner_key == owner_key,
             )
-            .order_by(col(ThreadSessionRow.updated_at).desc())
+            .order_by(_sessions.c.updated_at.desc())
             .limit(1)
         )
-        async with self._sessions() as session:
-            row = (await session.exec(stmt)).first()
-        return None if row is None else _thread_session(row)
+        row = await self._db.run_autocommit(_first, stmt)
+        return None if row is None else thread_session(row)
+
+
+def advance_params(
+    thread: ThreadRef, session_id: str, last_response_id: str | None, fingerprint: str | None
+) -> dict[str, Any]:
+    """The bind parameters of `ADVANCE`."""
+    return {
+        **thread_params(thread),
+        "t_session_id": session_id,
+        "new_response_id": last_response_id,
+        "new_fingerprint": fingerprint,
+        "new_updated_at": utcnow(),
+    }
+
+
+def _first(conn: Connection, stmt: Any) -> RowMapping | None:
+    return conn.execute(stmt).mappings().first()
 
 
 class SqlPromptRepository(_Repository):
@@ -237,28 +265,45 @@ class SqlPromptRepository(_Repository):
 
     async def get(self, platform: str, workspace_id: str, channel_id: str) -> AdminPrompt | None:
         """Exactly this scope's prompt."""
-        async with self._sessions() as session:
-            row = await session.get(AdminPromptRow, (platform, workspace_id, channel_id))
-        return None if row is None else AdminPrompt(**row.model_dump())
+        stmt = select(_prompts).where(
+            _prompts.c.platform == platform,
+            _prompts.c.workspace_id == workspace_id,
+            _prompts.c.channel_id == channel_id,
+        )
+        row = await self._db.run_autocommit(_first, stmt)
+        return None if row is None else AdminPrompt(**_pick(row, AdminPrompt))
+
+    async def in_force(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        """The workspace's prompt and the channel's, in one query."""
+        return await self._db.run_autocommit(_in_force, platform, workspace_id, channel_id)
 
     async def set(self, prompt: AdminPrompt) -> None:
         """Insert or replace this scope's prompt."""
         values = {**asdict(prompt), "updated_at": prompt.updated_at or utcnow()}
         keys = ["platform", "workspace_id", "channel_id"]
-        stmt = _upsert(self._dialect, AdminPromptRow, values, keys)
-        async with self._sessions.begin() as session:
-            await session.exec(stmt)
+        await self._db.run_autocommit(_execute, _upsert(self._dialect, _prompts, values, keys))
 
     async def clear(self, platform: str, workspace_id: str, channel_id: str) -> bool:
         """Remove this scope's prompt; True when there was one."""
-        stmt = delete(AdminPromptRow).where(
-            col(AdminPromptRow.platform) == platform,
-            col(AdminPromptRow.workspace_id) == workspace_id,
-            col(AdminPromptRow.channel_id) == channel_id,
+        stmt = delete(_prompts).where(
+            _prompts.c.platform == platform,
+            _prompts.c.workspace_id == workspace_id,
+            _prompts.c.channel_id == channel_id,
         )
-        async with self._sessions.begin() as session:
-            result = await session.exec(stmt)
-        return bool(result.rowcount)
+        return bool(await self._db.run_autocommit(_execute, stmt))
+
+
+def _in_force(
+    conn: Connection, platform: str, workspace_id: str, channel_id: str
+) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+    params = {"platform": platform, "workspace_id": workspace_id, "channel_id": channel_id}
+    found = {
+        row["channel_id"]: AdminPrompt(**_pick(row, AdminPrompt))
+        for row in conn.execute(_PROMPTS_OF_THREAD, params).mappings()
+    }
+    return found.get(""), found.get(channel_id) if channel_id else None
 
 
 class SqlAuditLog(_Repository):
@@ -267,16 +312,53 @@ class SqlAuditLog(_Repository):
     async def record(self, entry: AuditEntry) -> None:
         """Append one entry."""
         values = {**asdict(entry), "created_at": entry.created_at or utcnow()}
-        async with self._sessions.begin() as session:
-            await session.exec(insert(AuditRow).values(values))
+        await self._db.run_autocommit(_execute, insert(_audit).values(values))
 
     async def recent(self, limit: int = 50) -> list[AuditEntry]:
         """Newest first (ties broken by insertion order)."""
-        stmt = (
-            select(AuditRow)
-            .order_by(col(AuditRow.created_at).desc(), col(AuditRow.id).desc())
-            .limit(limit)
-        )
-        async with self._sessions() as session:
-            rows = (await session.exec(stmt)).all()
-        return [AuditEntry(**row.model_dump(exclude={"id"})) for row in rows]
+        stmt = select(_audit).order_by(_audit.c.created_at.desc(), _audit.c.id.desc()).limit(limit)
+        return await self._db.run_autocommit(_audit_entries, stmt)
+
+
+def _audit_entries(conn: Connection, stmt: Any) -> list[AuditEntry]:
+    return [AuditEntry(**_pick(row, AuditEntry)) for row in conn.execute(stmt).mappings()]
+
+
+# --- members' token buckets --------------------------------------------------------------
+
+_level = _rates.c.tokens + (bindparam("now", type_=Float) - _rates.c.updated_at) * bindparam(
+    "per_second", type_=Float
+)
+_burst = bindparam("burst", type_=Float)
+_REFILLED = case((_level > _burst, _burst), else_=_level)
+_TAKE_TOKEN = (
+    update(_rates)
+    .where(_rates.c.user_key == bindparam("key"), _REFILLED >= 1)
+    .values(tokens=_REFILLED - 1, updated_at=bindparam("now", type_=Float))
+    .returning(_rates.c.tokens)
+)
+_BUCKET = select(_rates.c.tokens, _rates.c.updated_at).where(_rates.c.user_key == bindparam("key"))
+
+
+def take_token(conn: Connection, user_key: str, rate: Rate, now: float) -> float:
+    """A step of a unit of work: take a token from the member's bucket. 0.0 when taken; else
+    the seconds until one is there. One guarded UPDATE, so replicas never take the same
+    token; a member's first turn creates the bucket (full, less this turn)."""
+    params = {"key": user_key, "now": now, "per_second": rate.per_second, "burst": rate.burst}
+    for _ in range(3):
+        if conn.execute(_TAKE_TOKEN, params).first() is not None:
+            return 0.0
+        row = conn.execute(_BUCKET, params).first()
+        if row is None:
+            try:  # (autocommit on PostgreSQL; SQLite has one writer, so no race there)
+                conn.execute(
+                    insert(_rates).values(user_key=user_key, tokens=rate.burst - 1, updated_at=now)
+                )
+                return 0.0
+            except IntegrityError:
+                continue  # another replica made it at the same moment: take from theirs
+        tokens, updated_at = float(row.tokens), float(row.updated_at)
+        level = min(rate.burst, tokens + (now - updated_at) * rate.per_second)
+        if level < 1:
+            return (1 - level) / rate.per_second
+    return 0.0  # the bucket kept changing under us: let this one through

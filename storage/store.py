@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.database import Database
 from storage.engine import create_engine, default_database_url, upgrade
 from storage.repositories import (
     SqlAuditLog,
     SqlPromptRepository,
     SqlSessionRepository,
     SqlUserRepository,
-    session_factory,
 )
 from storage.tables import utcnow
 from storage.turns import SqlTurnLedger
@@ -33,12 +33,12 @@ class SqlStore:
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database dialect {dialect!r}")
         self.engine = engine
-        sessions = session_factory(engine)
-        self.users = SqlUserRepository(sessions, dialect)
-        self.sessions = SqlSessionRepository(sessions, dialect)
-        self.prompts = SqlPromptRepository(sessions, dialect)
-        self.turns = SqlTurnLedger(sessions, dialect, now=now)
-        self.audit = SqlAuditLog(sessions, dialect)
+        self.db = Database(engine)
+        self.users = SqlUserRepository(self.db)
+        self.sessions = SqlSessionRepository(self.db)
+        self.prompts = SqlPromptRepository(self.db)
+        self.turns = SqlTurnLedger(self.db, now=now)
+        self.audit = SqlAuditLog(self.db)
 
 
 @asynccontextmanager
@@ -64,6 +64,10 @@ async def open_store(
             "store open",
             extra={"database": make_url(url).render_as_string(hide_password=True)},
         )
-        yield SqlStore(engine, now=now)
+        store = SqlStore(engine, now=now)
+        try:
+            yield store
+        finally:
+            await store.db.close()
     finally:
         await engine.dispose()

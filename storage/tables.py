@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -95,6 +95,9 @@ class AdminPromptRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+OPEN_TURNS = "status IN ('received', 'running', 'completed')"
+
+
 class TurnRow(SQLModel, table=True):
     """One member action in the turn ledger; `event_key` is unique so redeliveries drop.
 
@@ -105,15 +108,25 @@ class TurnRow(SQLModel, table=True):
     __tablename__ = "turns"
     __table_args__ = (
         UniqueConstraint("event_key", name="uq_turns_event_key"),
-        Index("ix_turns_thread_key_created_at", "thread_key", "created_at"),
+        Index("ux_turns_thread_key_seq", "thread_key", "seq", unique=True),
         Index("ix_turns_user_key_created_at", "user_key", "created_at"),
         Index("ix_turns_status_created_at", "status", "created_at"),
+        # Open turns only: what claims and the line look through stays small however long
+        # the ledger grows.
+        Index(
+            "ix_turns_open_created_at",
+            "created_at",
+            "turn_id",
+            postgresql_where=text(OPEN_TURNS),
+            sqlite_where=text(OPEN_TURNS),
+        ),
     )
 
     turn_id: str = Field(primary_key=True)
     event_key: str
     platform: str
     thread_key: str
+    seq: int = 0  # its place in the thread: one more than the thread's highest at insert
     user_key: str
     kind: str
     status: str
@@ -148,6 +161,17 @@ class TurnImageRow(SQLModel, table=True):
     data: bytes = Field(sa_type=LargeBinary)
 
 
+class MemberRateRow(SQLModel, table=True):
+    """A member's token bucket of turns: tokens left at `updated_at` (seconds since the
+    epoch, so the refill is plain arithmetic on both databases)."""
+
+    __tablename__ = "member_rates"
+
+    user_key: str = Field(primary_key=True)
+    tokens: float
+    updated_at: float
+
+
 class AuditRow(SQLModel, table=True):
     """One admin action, append-only."""
 
@@ -171,4 +195,5 @@ ALL_TABLES: tuple[str, ...] = (
     "turns",
     "turn_images",
     "audit_log",
+    "member_rates",
 )

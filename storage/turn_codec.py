@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
+
+from sqlalchemy import Row
 
 from core.errors import BotError, from_record, to_record
 from core.models import (
@@ -89,7 +92,7 @@ def image_rows(turn_id: str, reply: Reply) -> list[TurnImageRow]:
     ]
 
 
-def load_reply(raw: str, turn_id: str, images: list[TurnImageRow]) -> Reply:
+def load_reply(raw: str, turn_id: str, images: Sequence[TurnImageRow | Row[Any]]) -> Reply:
     """The reply a JSON column holds, with the images still kept (none once delivered)."""
     data: dict[str, Any] = json.loads(raw)
     kept = sorted(images, key=lambda row: row.position)
@@ -111,7 +114,7 @@ def dump_error(error: BotError) -> str:
     return json.dumps(to_record(error))
 
 
-def to_turn(row: TurnRow, images: list[TurnImageRow] | None = None) -> Turn:
+def to_turn(row: TurnRow | Row[Any], images: Sequence[TurnImageRow | Row[Any]] = ()) -> Turn:
     """A row as a core `Turn`."""
     return Turn(
         turn_id=row.turn_id,
@@ -125,7 +128,7 @@ def to_turn(row: TurnRow, images: list[TurnImageRow] | None = None) -> Turn:
         route=row.route,
         posted=row.posted,
         call=SamsarCall(**json.loads(row.call)) if row.call else None,
-        reply=load_reply(row.reply, row.turn_id, images or []) if row.reply else None,
+        reply=load_reply(row.reply, row.turn_id, images) if row.reply else None,
         error=from_record(json.loads(row.error)) if row.error else None,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,

@@ -2,27 +2,60 @@
 
 Claims are row updates guarded by their own condition (compare and set), so of several
 workers exactly one gets a turn, on SQLite and PostgreSQL alike; no connection is held
-while a turn runs. On PostgreSQL a claim also takes a transaction-level advisory lock on the
-thread for the instant of the claim, so two replicas can never start two turns of one thread.
+while a turn runs. Every call is one unit of work on the store's `Database` (on SQLite one hop
+to its thread). A claim is one `UPDATE … RETURNING` (on PostgreSQL over candidates locked with
+`FOR UPDATE SKIP LOCKED`). A thread's turns are numbered at insert (`seq`, unique per thread,
+one more than the highest committed): only the lowest open number of a thread can be claimed,
+and that is the same turn in every snapshot, so two replicas never start two turns of a thread.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import asyncio
 import logging
-from collections.abc import Callable, Collection
+import random
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import BigInteger, and_, delete, exists, func, insert, literal, or_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import BotError
-from core.models import Reply, SamsarCall, Turn, TurnStatus
-from storage.repositories import Sessions
+from core.models import (
+    Rate,
+    Recorded,
+    Reply,
+    SamsarCall,
+    ThreadRef,
+    Turn,
+    TurnStatus,
+    WaitingTurn,
+)
+from storage.database import Database
+from storage.repositories import (
+    ADVANCE,
+    SESSION_OWNER,
+    advance_params,
+    take_token,
+    thread_params,
+)
 from storage.tables import TurnImageRow, TurnRow, utcnow
 from storage.turn_codec import (
     dump_call,
@@ -37,55 +70,188 @@ log = logging.getLogger(__name__)
 
 OPEN = tuple(s.value for s in TurnStatus if s.open)
 DONE = (TurnStatus.DELIVERED.value, TurnStatus.FAILED.value)
-_CANDIDATES = 4  # rows looked at per claim when others are being taken at the same moment
 _turns = TurnRow.__table__  # type: ignore[attr-defined]
+_images = TurnImageRow.__table__  # type: ignore[attr-defined]
+_t = _turns.c
+_COMPLETED = TurnStatus.COMPLETED.value
+# A turn numbered at the same moment as another of its thread tries again (one of them always
+# wins, so N replicas writing one thread at once need at most N tries), after a short pause.
+_INSERT_TRIES = 30
+_INSERT_PAUSE = 0.002
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def thread_lock_key(thread_key: str) -> int:
-    """A stable signed 64-bit key for `pg_advisory_xact_lock` (the same in every replica)."""
-    digest = hashlib.blake2b(thread_key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def _open(status: ColumnElement[str]) -> ColumnElement[bool]:
+    """`status` is an open one, with the values written into the SQL (not bound), so that
+    PostgreSQL can use the partial index of open turns in every plan, generic ones too."""
+    return status.in_([literal_column(f"'{value}'") for value in OPEN])
 
 
-def _runnable(platforms: Collection[str], now: datetime) -> ColumnElement[bool]:
-    """Open, for these platforms, lease free or expired, retry due, first of its thread."""
+def _runnable() -> ColumnElement[bool]:
+    """Open, for the platforms asked, lease free or expired, retry due, first of its thread
+    (bind parameters: `platforms`, `now`)."""
     other = _turns.alias("other")
-    t = _turns.c
+    now = bindparam("now", type_=_t.created_at.type)
     return and_(
-        t.status.in_(OPEN),
-        t.platform.in_(list(platforms)),
-        or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
-        or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+        _open(_t.status),
+        _t.platform.in_(bindparam("platforms", expanding=True)),
+        or_(_t.lease_expires_at.is_(None), _t.lease_expires_at < now),
+        or_(_t.next_attempt_at.is_(None), _t.next_attempt_at <= now),
         ~exists().where(
-            other.c.thread_key == t.thread_key,
-            other.c.turn_id != t.turn_id,
-            other.c.status.in_(OPEN),
+            other.c.thread_key == _t.thread_key,
+            other.c.turn_id != _t.turn_id,
+            _open(other.c.status),
             or_(
-                other.c.created_at < t.created_at,
-                and_(other.c.created_at == t.created_at, other.c.turn_id < t.turn_id),
+                other.c.seq < _t.seq,
                 other.c.lease_expires_at > now,  # a turn of the thread is running
             ),
         ),
     )
 
 
+_RUNNABLE = _runnable()
+_earlier = _turns.alias("earlier")
+# A claim: a completed turn keeps its status (it is delivered, not run); any other one runs.
+_CLAIM_VALUES = {
+    "status": case((_t.status == _COMPLETED, _t.status), else_=TurnStatus.RUNNING.value),
+    "runs": _t.runs + case((_t.status == _COMPLETED, 0), else_=1),
+    "lease_owner": bindparam("owner"),
+    "lease_expires_at": bindparam("until", type_=_t.lease_expires_at.type),
+}
+_CANDIDATES = (
+    select(_t.turn_id)
+    .where(_RUNNABLE)
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(bindparam("limit", type_=BigInteger))
+    .correlate(None)  # its own FROM turns, not the UPDATE's row
+)
+# SQLite runs the subquery once, in the writer's lock.
+_CLAIM_SQLITE = (
+    update(_turns)
+    .where(_t.turn_id.in_(_CANDIDATES.scalar_subquery()))
+    .values(_CLAIM_VALUES)
+    .returning(*_turns.c)
+)
+# PostgreSQL: candidates that another claim holds are passed over, and they are chosen once
+# (materialized: a subquery under IN may be run again per row and take more than `limit`);
+# the condition is checked again on each row itself, for a candidate claimed meanwhile.
+_PICKED = (
+    _CANDIDATES.with_for_update(skip_locked=True)
+    .cte("picked")
+    .prefix_with("MATERIALIZED", dialect="postgresql")
+)
+_CLAIM_POSTGRES = (
+    update(_turns)
+    .where(_t.turn_id == _PICKED.c.turn_id, _RUNNABLE)
+    .values(_CLAIM_VALUES)
+    .returning(*_turns.c)
+)
+_OWNED = and_(
+    _t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"), _t.status.in_(OPEN)
+)
+_IMAGES_OF = select(_images).where(_images.c.turn_id == bindparam("id"))
+_INSERT_TURN = insert(_turns).values(
+    seq=select(func.coalesce(func.max(_t.seq), 0) + 1)
+    .where(_t.thread_key == bindparam("seq_thread_key"))
+    .scalar_subquery()
+)
+_BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
+_IS_RECORDED = select(_t.turn_id).where(_t.event_key == bindparam("event_key"))
+_BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
+_FIRST_OPEN_IN_THREAD = (
+    select(_turns)
+    .where(_t.thread_key == bindparam("thread_key"), _open(_t.status))
+    .order_by(_t.seq)
+    .limit(1)
+)
+_COMPLETE = (
+    update(_turns)
+    .where(
+        _t.turn_id == bindparam("id"),
+        _t.lease_owner == bindparam("holder"),
+        _t.status.in_((TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
+    )
+    .values(
+        status=_COMPLETED,
+        completed_at=bindparam("now", type_=_t.completed_at.type),
+        latency_ms=bindparam("latency"),
+        reply=bindparam("reply_json", type_=_t.reply.type),
+        credits_charged=bindparam("credits"),
+        error=bindparam("error_json", type_=_t.error.type),
+    )
+)
+_FINISH = (
+    update(_turns)
+    .where(_t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"))
+    .values(
+        status=bindparam("new_status"),
+        finished_at=bindparam("now", type_=_t.finished_at.type),
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+    )
+)
+_DROP_IMAGES = delete(_images).where(_images.c.turn_id == bindparam("id"))
+_SAVE_POSTED = update(_turns).where(_t.turn_id == bindparam("id")).values(posted=bindparam("value"))
+_SAVE_POSTED_WHILE_WAITING = (
+    update(_turns)
+    .where(
+        _t.turn_id == bindparam("id"),
+        _t.status == TurnStatus.RECEIVED.value,
+        _t.lease_owner.is_(None),
+    )
+    .values(posted=bindparam("value"))
+)
+_WAITING = (
+    select(
+        _turns,
+        exists()
+        .where(
+            _earlier.c.thread_key == _t.thread_key,
+            _earlier.c.seq < _t.seq,
+            _open(_earlier.c.status),
+        )
+        .label("behind"),
+        exists()
+        .where(
+            _earlier.c.thread_key == _t.thread_key,
+            _earlier.c.seq < _t.seq,
+            _open(_earlier.c.status),
+            _earlier.c.posted == "",
+        )
+        .label("after_unshown"),
+    )
+    .where(
+        _t.status == TurnStatus.RECEIVED.value,
+        _t.lease_owner.is_(None),
+        _t.platform.in_(bindparam("platforms", expanding=True)),
+    )
+    .order_by(_t.created_at, _t.turn_id)
+    .limit(bindparam("limit", type_=BigInteger))
+)
+
+
 class SqlTurnLedger:
     """core.ports.TurnLedger over SQLAlchemy; `now` is the clock leases are measured by."""
 
-    def __init__(
-        self, sessions: Sessions, dialect: str, *, now: Callable[[], datetime] = utcnow
-    ) -> None:
-        self._sessions = sessions
-        self._dialect = dialect
+    def __init__(self, db: Database, *, now: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
+        self._dialect = db.dialect
         self._now = now
 
     async def record(self, turn: Turn) -> bool:
         """Insert a received turn; False (and nothing written) when its event_key exists."""
+        return await self._insert_new(turn, _insert, self._values(turn)) is not None
+
+    def _values(self, turn: Turn) -> dict[str, Any]:
         values = {
             "turn_id": turn.turn_id,
             "event_key": turn.event_key,
             "platform": turn.platform,
             "thread_key": turn.thread_key,
+            "seq_thread_key": turn.thread_key,
             "user_key": turn.user_key,
             "kind": turn.kind,
             "status": turn.status.value,
@@ -93,69 +259,75 @@ class SqlTurnLedger:
             "request": dump_request(turn.request) if turn.request else None,
             "route": turn.route,
             "posted": turn.posted,
+            "runs": 0,
+            "delivery_attempts": 0,
         }
         if turn.error is not None:  # refused at intake: to be told, nothing to run
-            values["status"] = TurnStatus.COMPLETED.value
+            values["status"] = _COMPLETED
             values["error"] = dump_error(turn.error)
             values["completed_at"] = values["created_at"]
-        try:
-            async with self._sessions.begin() as session:
-                await session.exec(insert(TurnRow).values(values))
-        except IntegrityError:
-            # The loser of a race sees the winner's committed row here; anything else (a
-            # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
-            if await self.get(turn.event_key) is None:
-                raise
-            log.debug("duplicate event key", extra={"event_key": turn.event_key})
-            return False
-        return True
+        return values
+
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
+        """`record`, unless the thread is another member's conversation or the member is over
+        their `rate` (one unit of work)."""
+        recorded = await self._insert_new(
+            turn,
+            _record_in_thread,
+            self._values(turn),
+            thread_params(thread),
+            rate,
+            self._now().timestamp(),
+        )
+        return Recorded(written=False) if recorded is None else recorded
+
+    async def _insert_new(
+        self,
+        turn: Turn,
+        work: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T | None:
+        """Run a unit that inserts `turn`; None when its event was recorded before. When
+        another replica numbered a turn of the same thread at the same moment, the unique
+        number makes this insert fail: it runs again and takes the next number."""
+        for attempt in range(1, _INSERT_TRIES + 1):
+            try:
+                return await self._db.run_autocommit(work, *args, **kwargs)
+            except IntegrityError:
+                # The loser of a race sees the winner's committed row here; anything else (a
+                # clashing turn_id) is a bug upstream and must not pass for a duplicate event.
+                if await self.get(turn.event_key) is not None:
+                    log.debug("duplicate event key", extra={"event_key": turn.event_key})
+                    return None
+                if attempt == _INSERT_TRIES:
+                    raise
+                await asyncio.sleep(random.uniform(0, _INSERT_PAUSE * attempt))
+        raise AssertionError("unreachable")
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
         """Lease the oldest turn that has work to do, or None."""
-        if not platforms:
-            return None
+        claimed = await self.claim_some(owner, platforms, lease, 1)
+        return claimed[0] if claimed else None
+
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        """Lease up to `limit` turns that have work to do (each the first of its thread), oldest
+        first."""
+        if not platforms or limit < 1:
+            return []
         now = self._now()
-        runnable = _runnable(platforms, now)
-        query = (
-            select(TurnRow)
-            .where(runnable)
-            .order_by(col(TurnRow.created_at), col(TurnRow.turn_id))
-            .limit(_CANDIDATES)
-        )
-        if self._dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=TurnRow)
-        async with self._sessions.begin() as session:
-            for row in (await session.exec(query)).all():
-                seen = to_turn(row)  # before the update below refreshes the row in the session
-                if self._dialect == "postgresql":
-                    key = literal(thread_lock_key(seen.thread_key), BigInteger)
-                    await session.exec(select(func.pg_advisory_xact_lock(key)))
-                runs = seen.status is not TurnStatus.COMPLETED
-                claimed = dataclasses.replace(
-                    seen,
-                    status=TurnStatus.RUNNING if runs else seen.status,
-                    lease_owner=owner,
-                    lease_expires_at=now + lease,
-                    runs=seen.runs + (1 if runs else 0),
-                )
-                taken = await session.exec(
-                    update(TurnRow)
-                    .where(col(TurnRow.turn_id) == seen.turn_id, runnable)
-                    .values(
-                        status=claimed.status.value,
-                        lease_owner=owner,
-                        lease_expires_at=claimed.lease_expires_at,
-                        runs=claimed.runs,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if taken.rowcount != 1:
-                    continue
-                if row.reply:
-                    images = await self._images(session, seen.turn_id)
-                    claimed = dataclasses.replace(claimed, reply=to_turn(row, images).reply)
-                return claimed
-        return None
+        params = {
+            "platforms": list(platforms),
+            "now": now,
+            "limit": limit,
+            "owner": owner,
+            "until": now + lease,
+        }
+        return await self._db.run_autocommit(_claim, params)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
@@ -167,10 +339,20 @@ class SqlTurnLedger:
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
-        async with self._sessions.begin() as session:
-            await session.exec(
-                update(TurnRow).where(col(TurnRow.turn_id) == turn_id).values(posted=posted)
-            )
+        await self._db.run_autocommit(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
+
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        """`save_posted`, only while the turn is received and not leased; True when kept."""
+        params = {"id": turn_id, "value": posted}
+        return bool(await self._db.run_autocommit(_rowcount, _SAVE_POSTED_WHILE_WAITING, params))
+
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        """Turns not started yet, oldest first, each with whether an earlier open turn of its
+        thread is ahead of it, and whether those all show something already."""
+        if not platforms:
+            return []
+        params = {"platforms": list(platforms), "limit": limit}
+        return await self._db.run_autocommit(_waiting, params)
 
     async def complete(
         self,
@@ -181,34 +363,30 @@ class SqlTurnLedger:
         latency_ms: int | None,
     ) -> bool:
         """Store the outcome (status completed); False when the lease was lost."""
-        values: dict[str, object] = {
-            "status": TurnStatus.COMPLETED.value,
-            "completed_at": self._now(),
-            "latency_ms": latency_ms,
+        params: dict[str, Any] = {
+            "id": turn_id,
+            "holder": owner,
+            "now": self._now(),
+            "latency": latency_ms,
+            "reply_json": None,
+            "credits": None,
+            "error_json": None,
         }
+        images: list[dict[str, Any]] = []
+        advance: dict[str, Any] | None = None
         if isinstance(outcome, Reply):
-            values["reply"] = dump_reply(outcome)
-            values["credits_charged"] = outcome.credits.charged
+            params |= {"reply_json": dump_reply(outcome), "credits": outcome.credits.charged}
+            images = [row.model_dump() for row in image_rows(turn_id, outcome)]
+            if (moved := outcome.advance) is not None:
+                advance = advance_params(
+                    moved.thread, moved.session_id, moved.response_id, moved.prompt_fingerprint
+                )
         else:
-            values["error"] = dump_error(outcome)
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(
-                    col(TurnRow.turn_id) == turn_id,
-                    col(TurnRow.lease_owner) == owner,
-                    col(TurnRow.status).in_((TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                return False
-            if isinstance(outcome, Reply) and outcome.images:
-                await session.exec(
-                    insert(TurnImageRow),
-                    params=[row.model_dump() for row in image_rows(turn_id, outcome)],
-                )
-        return True
+            params["error_json"] = dump_error(outcome)
+        # Images go in with the outcome or not at all (a transaction); without images the two
+        # statements need none: the session moves first, as it did before the outcome was kept.
+        run = self._db.run if images else self._db.run_autocommit
+        return await run(_complete, params, images, advance)
 
     async def postpone(
         self, turn_id: str, owner: str, *, retry_at: datetime, delivery_attempts: int
@@ -229,74 +407,129 @@ class SqlTurnLedger:
 
     async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
         """Delivered or failed; the reply's image bytes are no longer needed."""
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(col(TurnRow.turn_id) == turn_id, col(TurnRow.lease_owner) == owner)
-                .values(
-                    status=status.value,
-                    finished_at=self._now(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=None,
-                )
-            )
-            if result.rowcount == 1:
-                await session.exec(delete(TurnImageRow).where(col(TurnImageRow.turn_id) == turn_id))
-        if result.rowcount != 1:
+        params = {"id": turn_id, "holder": owner, "new_status": status.value, "now": self._now()}
+        # Image bytes a crash leaves behind here go with the turn when it is pruned.
+        if not await self._db.run_autocommit(_finish, params):
             log.warning("finish of a turn not held", extra={"turn_id": turn_id})
 
     async def get(self, event_key: str) -> Turn | None:
         """The turn of an event key, or None."""
-        async with self._sessions() as session:
-            query = select(TurnRow).where(col(TurnRow.event_key) == event_key)
-            row = (await session.exec(query)).first()
-            images = await self._images(session, row.turn_id) if row and row.reply else []
-        return None if row is None else to_turn(row, images)
+        return await self._db.run_autocommit(_one_turn, _BY_EVENT, {"event_key": event_key})
 
     async def load(self, turn_id: str) -> Turn | None:
         """The turn by id, with its outcome, or None."""
-        async with self._sessions() as session:
-            row = await session.get(TurnRow, turn_id)
-            images = await self._images(session, turn_id) if row and row.reply else []
-        return None if row is None else to_turn(row, images)
+        return await self._db.run_autocommit(_one_turn, _BY_ID, {"id": turn_id})
 
     async def first_open_in_thread(self, thread_key: str) -> Turn | None:
         """The thread's oldest turn not finished yet, or None."""
-        query = (
-            select(TurnRow)
-            .where(col(TurnRow.thread_key) == thread_key, col(TurnRow.status).in_(OPEN))
-            .order_by(col(TurnRow.created_at), col(TurnRow.turn_id))
-            .limit(1)
+        return await self._db.run_autocommit(
+            _one_turn, _FIRST_OPEN_IN_THREAD, {"thread_key": thread_key}, with_images=False
         )
-        async with self._sessions() as session:
-            row = (await session.exec(query)).first()
-        return None if row is None else to_turn(row)
 
     async def prune(self, before: datetime) -> int:
         """Delete delivered and failed turns finished before `before`; how many went."""
-        old = select(col(TurnRow.turn_id)).where(
-            col(TurnRow.status).in_(DONE), col(TurnRow.finished_at) < before
-        )
-        async with self._sessions.begin() as session:
-            await session.exec(delete(TurnImageRow).where(col(TurnImageRow.turn_id).in_(old)))
-            result = await session.exec(delete(TurnRow).where(col(TurnRow.turn_id).in_(old)))
-        return int(result.rowcount or 0)
+        return await self._db.run(_prune, before)
 
     async def _owned_update(self, turn_id: str, owner: str, **values: object) -> bool:
-        async with self._sessions.begin() as session:
-            result = await session.exec(
-                update(TurnRow)
-                .where(
-                    col(TurnRow.turn_id) == turn_id,
-                    col(TurnRow.lease_owner) == owner,
-                    col(TurnRow.status).in_(OPEN),
-                )
-                .values(**values)
-            )
-        return bool(result.rowcount == 1)
+        stmt = update(_turns).where(_OWNED).values(**values)
+        return bool(
+            await self._db.run_autocommit(_rowcount, stmt, {"id": turn_id, "holder": owner})
+        )
 
-    @staticmethod
-    async def _images(session: AsyncSession, turn_id: str) -> list[TurnImageRow]:
-        query = select(TurnImageRow).where(col(TurnImageRow.turn_id) == turn_id)
-        return list((await session.exec(query)).all())
+
+# --- units of work -----------------------------------------------------------------------
+
+
+def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
+    return int(conn.execute(stmt, params).rowcount or 0)
+
+
+def _insert(conn: Connection, values: dict[str, Any]) -> bool:
+    conn.execute(_INSERT_TURN, values)
+    return True
+
+
+def _record_in_thread(
+    conn: Connection,
+    values: dict[str, Any],
+    thread: dict[str, str],
+    rate: Rate | None,
+    now: float,
+) -> Recorded:
+    session = conn.execute(SESSION_OWNER, thread).first()
+    owner: tuple[str, str | None] | None = None
+    if session is not None:
+        owner = (session.owner_key, session.owner_display)
+    else:
+        first = conn.execute(_FIRST_OPEN_IN_THREAD, {"thread_key": values["thread_key"]}).first()
+        if first is not None:
+            request = to_turn(first).request
+            owner = (first.user_key, request.user.label if request else None)
+    if owner is not None and owner[0] != values["user_key"]:
+        return Recorded(written=False, owner=owner)
+    if rate is not None:
+        if conn.execute(_IS_RECORDED, {"event_key": values["event_key"]}).first() is not None:
+            return Recorded(written=False)  # a redelivery does not count against the rate
+        if (wait := take_token(conn, values["user_key"], rate, now)) > 0:
+            return Recorded(written=False, wait=wait)
+    conn.execute(_INSERT_TURN, values)
+    return Recorded(written=True)
+
+
+def _with_images(conn: Connection, row: Row[Any]) -> Turn:
+    images = conn.execute(_IMAGES_OF, {"id": row.turn_id}).all() if row.reply else []
+    return to_turn(row, images)
+
+
+def _claim(conn: Connection, params: dict[str, Any]) -> list[Turn]:
+    claim = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+    rows = conn.execute(claim, params).all()
+    return _oldest_first([_with_images(conn, row) for row in rows])
+
+
+def _waiting(conn: Connection, params: dict[str, Any]) -> list[WaitingTurn]:
+    return [
+        WaitingTurn(to_turn(row), bool(row.behind), in_order=not row.after_unshown)
+        for row in conn.execute(_WAITING, params)
+    ]
+
+
+def _oldest_first(turns: Sequence[Turn]) -> list[Turn]:
+    return sorted(turns, key=lambda turn: (turn.created_at or datetime.min, turn.turn_id))
+
+
+def _complete(
+    conn: Connection,
+    params: dict[str, Any],
+    images: list[dict[str, Any]],
+    advance: dict[str, Any] | None,
+) -> bool:
+    if advance is not None:
+        conn.execute(ADVANCE, advance)
+    if conn.execute(_COMPLETE, params).rowcount != 1:
+        return False
+    if images:
+        conn.execute(insert(_images), images)
+    return True
+
+
+def _finish(conn: Connection, params: dict[str, Any]) -> bool:
+    if conn.execute(_FINISH, params).rowcount != 1:
+        return False
+    conn.execute(_DROP_IMAGES, {"id": params["id"]})
+    return True
+
+
+def _one_turn(
+    conn: Connection, stmt: Any, params: dict[str, Any], *, with_images: bool = True
+) -> Turn | None:
+    row = conn.execute(stmt, params).first()
+    if row is None:
+        return None
+    return _with_images(conn, row) if with_images else to_turn(row)
+
+
+def _prune(conn: Connection, before: datetime) -> int:
+    old = select(_t.turn_id).where(_t.status.in_(DONE), _t.finished_at < before)
+    conn.execute(delete(_images).where(_images.c.turn_id.in_(old)))
+    return int(conn.execute(delete(_turns).where(_t.turn_id.in_(old))).rowcount or 0)

@@ -22,6 +22,8 @@ from core.models import (
     GeneratedImage,
     ImageProblem,
     LoginLink,
+    Rate,
+    Recorded,
     Reply,
     SamsarCall,
     StoredUser,
@@ -29,6 +31,7 @@ from core.models import (
     ThreadSession,
     Turn,
     TurnStatus,
+    WaitingTurn,
 )
 
 PNG_1PX = bytes.fromhex(
@@ -107,6 +110,12 @@ class MemoryPrompts:
     async def get(self, platform: str, workspace_id: str, channel_id: str) -> AdminPrompt | None:
         return self.rows.get((platform, workspace_id, channel_id))
 
+    async def in_force(
+        self, platform: str, workspace_id: str, channel_id: str
+    ) -> tuple[AdminPrompt | None, AdminPrompt | None]:
+        channel = self.rows.get((platform, workspace_id, channel_id)) if channel_id else None
+        return self.rows.get((platform, workspace_id, "")), channel
+
     async def set(self, prompt: AdminPrompt) -> None:
         self.rows[(prompt.platform, prompt.workspace_id, prompt.channel_id)] = prompt
 
@@ -121,6 +130,8 @@ class MemoryTurns:
     def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.rows: dict[str, Turn] = {}
         self.now = now
+        self.sessions: MemorySessions | None = None  # where a reply's advance lands
+        self.buckets: dict[str, tuple[float, float]] = {}  # member → (tokens, at)
 
     async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
@@ -128,6 +139,34 @@ class MemoryTurns:
         status = TurnStatus.COMPLETED if turn.error is not None else turn.status
         self.rows[turn.turn_id] = replace(turn, status=status, created_at=self.now())
         return True
+
+    async def record_in_thread(
+        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+    ) -> Recorded:
+        session = await self.sessions.get(thread) if self.sessions is not None else None
+        owner: tuple[str, str | None] | None = None
+        if session is not None:
+            owner = (session.owner_key, session.owner_display)
+        elif (first := await self.first_open_in_thread(turn.thread_key)) is not None:
+            owner = (first.user_key, first.request.user.label if first.request else None)
+        if owner is not None and owner[0] != turn.user_key:
+            return Recorded(written=False, owner=owner)
+        if rate is not None:
+            if await self.get(turn.event_key) is not None:
+                return Recorded(written=False)
+            if (wait := self._take(turn.user_key, rate)) > 0:
+                return Recorded(written=False, wait=wait)
+        return Recorded(written=await self.record(turn))
+
+    def _take(self, user_key: str, rate: Rate) -> float:
+        """A token bucket per member on the ledger's clock."""
+        now = self.now().timestamp()
+        tokens, since = self.buckets.get(user_key, (rate.burst, now))
+        level = min(rate.burst, tokens + (now - since) * rate.per_second)
+        if level < 1:
+            return (1 - level) / rate.per_second
+        self.buckets[user_key] = (level - 1, now)
+        return 0.0
 
     def _runnable(self, turn: Turn, platforms: Collection[str], now: datetime) -> bool:
         if not turn.status.open or turn.platform not in platforms:
@@ -164,6 +203,14 @@ class MemoryTurns:
                 return claimed
         return None
 
+    async def claim_some(
+        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+    ) -> list[Turn]:
+        claimed: list[Turn] = []
+        while len(claimed) < limit and (turn := await self.claim(owner, platforms, lease)):
+            claimed.append(turn)
+        return claimed
+
     def _owned(self, turn_id: str, owner: str) -> Turn | None:
         turn = self.rows.get(turn_id)
         if turn is None or turn.lease_owner != owner or not turn.status.open:
@@ -185,6 +232,38 @@ class MemoryTurns:
     async def save_posted(self, turn_id: str, posted: str) -> None:
         self.rows[turn_id] = replace(self.rows[turn_id], posted=posted)
 
+    async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
+        turn = self.rows[turn_id]
+        if turn.status is not TurnStatus.RECEIVED or turn.lease_owner is not None:
+            return False
+        self.rows[turn_id] = replace(turn, posted=posted)
+        return True
+
+    async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
+        order = list(self.rows)
+
+        def earlier(turn: Turn) -> list[Turn]:
+            return [
+                other
+                for other in self.rows.values()
+                if other.thread_key == turn.thread_key
+                and other.status.open
+                and order.index(other.turn_id) < order.index(turn.turn_id)
+            ]
+
+        found = [
+            WaitingTurn(
+                turn,
+                behind=bool(earlier(turn)),
+                in_order=all(other.posted for other in earlier(turn)),
+            )
+            for turn in self.rows.values()
+            if turn.status is TurnStatus.RECEIVED
+            and turn.lease_owner is None
+            and turn.platform in platforms
+        ]
+        return found[:limit]
+
     async def complete(
         self, turn_id: str, owner: str, outcome: Reply | BotError, *, latency_ms: int | None
     ) -> bool:
@@ -201,6 +280,11 @@ class MemoryTurns:
             credits_charged=reply.credits.charged if reply else None,
             completed_at=self.now(),
         )
+        if reply is not None and reply.advance is not None and self.sessions is not None:
+            moved = reply.advance
+            await self.sessions.advance(
+                moved.thread, moved.session_id, moved.response_id, moved.prompt_fingerprint
+            )
         return True
 
     async def postpone(
@@ -272,6 +356,9 @@ class MemoryStore:
     prompts: MemoryPrompts = field(default_factory=MemoryPrompts)
     turns: MemoryTurns = field(default_factory=MemoryTurns)
     audit: MemoryAudit = field(default_factory=MemoryAudit)
+
+    def __post_init__(self) -> None:
+        self.turns.sessions = self.sessions
 
 
 @dataclass

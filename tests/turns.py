@@ -32,6 +32,7 @@ class RecordingChannel:
         self.delivered: dict[str, Reply | BotError] = {}
         self.deliveries: list[str] = []  # turn ids, in delivery order
         self.slow: list[str] = []
+        self.waits: list[tuple[str, int | None]] = []  # (turn id, place in line) as shown
         self.fail_deliveries = 0  # the next deliveries that raise, as a platform outage would
         self._waiting: dict[str, asyncio.Future[Reply | BotError]] = {}
 
@@ -45,8 +46,15 @@ class RecordingChannel:
     async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
         return Prepared(request.user, self.images.get(request.attachments, ()))
 
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        if await posted.save_while_waiting(f"waiting: {place}"):
+            self.waits.append((turn.turn_id, place))
+
     @contextlib.asynccontextmanager
     async def working(self, turn: Turn, request: TurnRequest, posted: Posted) -> AsyncIterator[Any]:
+        await posted.save("working")  # as a placeholder would be
         yield _Working(self, turn.turn_id)
 
     async def deliver(

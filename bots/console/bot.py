@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
@@ -19,6 +23,26 @@ from core.models import ChatUser, ImageChoice, PromptScope, ThreadRef, TurnKind,
 
 T = TypeVar("T")
 WORKSPACE = "console"
+USAGE_IMAGINE = (
+    "Usage: /imagine [--size WxH] [--quality auto|low|medium|high] [--format png|jpeg|webp] "
+    "<prompt>"
+)
+
+
+def _lines(source: TextIO) -> asyncio.Queue[str | None]:
+    """The lines of `source`, read in a daemon thread (a blocked read never keeps the process
+    from ending); None once the input ends."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed first: the console has ended
+            for line in iter(source.readline, ""):
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    return queue
 
 
 class ConsoleBot:
@@ -33,8 +57,11 @@ class ConsoleBot:
         stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout,
         progress_every: float | None = None,
+        grace: float = 120.0,
     ) -> None:
         self._service = service
+        self._grace = grace
+        self._waiting_for: str | None = None  # the turn whose answer the member waits for
         # The console member administers their own console workspace.
         self._user = ChatUser(
             platform="console",
@@ -59,25 +86,61 @@ class ConsoleBot:
         self._out.flush()
 
     async def run(self) -> None:
-        """Chat until /quit or end of input."""
+        """Chat until /quit, end of input, or a signal. On SIGINT (Ctrl-C) or SIGTERM an answer
+        in progress is still waited for (up to the shutdown grace) and shown; a second signal
+        leaves at once, and that answer is shown when the console starts again."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            signals.append(signum)
+            if len(signals) > 1:
+                self.say("Leaving now; the answer will be shown next time.")
+                os._exit(128 + signum)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
         self.say("Samsar console. Type a message, /help for commands, /quit to leave.")
+        chat = asyncio.create_task(self._chat())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({chat, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set() and not chat.done():
+                if self._waiting_for is not None:
+                    self.say(
+                        "Stopping: the answer in progress is still coming "
+                        "(Ctrl-C again to leave now; it will be shown next time)."
+                    )
+                    await self._service.worker.drain(self._grace)
+                chat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chat
+        finally:
+            stopping.cancel()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        self.say("Bye.")
+
+    async def _chat(self) -> None:
+        lines = _lines(self._in)
         while True:
             if self._tty:
                 self._out.write("> ")
                 self._out.flush()
-            line = await asyncio.to_thread(self._in.readline)
-            if not line:
-                break
+            line = await lines.get()
+            if line is None:
+                return
             line = line.strip()
             if not line:
                 continue
             if line in ("/quit", "/exit"):
-                break
+                return
             try:
                 await self.handle(line)
             except BotError as exc:
                 self.say(f"! {texts.describe(exc, COMMANDS)}")
-        self.say("Bye.")
 
     async def handle(self, line: str) -> None:
         """Run one line: a message or a command."""
@@ -106,7 +169,11 @@ class ConsoleBot:
         request = TurnRequest(user=self._user, thread=self._thread, text=text, kind=kind)
         turn = await self._service.submit(f"console:{uuid.uuid4().hex}", request, choice=choice)
         if turn is not None:
-            await self._with_progress(self._channel.expect(turn.turn_id))
+            self._waiting_for = turn.turn_id
+            try:
+                await self._with_progress(self._channel.expect(turn.turn_id))
+            finally:
+                self._waiting_for = None
 
     async def _with_progress(self, call: Awaitable[T]) -> T:
         """Await `call`, showing elapsed seconds meanwhile so a long call is never a silent wait."""
@@ -127,7 +194,7 @@ class ConsoleBot:
         return task.result()
 
     async def _imagine(self, rest: str) -> None:
-        choice, prompt = split_image_flags(rest)
+        choice, prompt = split_image_flags(rest, USAGE_IMAGINE)
         if not prompt:
             raise InputRejected(InputRejected.EMPTY)
         await self._turn(prompt, TurnKind.IMAGINE, choice)
@@ -142,7 +209,7 @@ class ConsoleBot:
 
     async def _buy(self, rest: str) -> None:
         if not rest.isdigit():
-            raise InputRejected(InputRejected.BAD_VALUE, detail="usage: /buy <credits>")
+            raise InputRejected(InputRejected.USAGE, detail="Usage: /buy <credits>")
         link = await self._with_progress(
             self._service.buy(self._user, int(rest), event_key=uuid.uuid4().hex)
         )

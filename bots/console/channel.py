@@ -36,6 +36,11 @@ class ConsoleChannel:
         """The console member as recorded; the console attaches no files."""
         return Prepared(user=request.user)
 
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """The prompt already shows the member is waiting; one member has no line."""
+
     @contextlib.asynccontextmanager
     async def working(
         self, turn: Turn, request: TurnRequest, posted: Posted
@@ -65,11 +70,19 @@ class ConsoleChannel:
     def _print(self, reply: Reply) -> None:
         if reply.text:
             self._say(reply.text)
-        if reply.images:
-            self._image_dir.mkdir(parents=True, exist_ok=True)
         for image in reply.images:
             path = self._image_dir / image.filename
-            path.write_bytes(image.data)
+            try:
+                self._image_dir.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(image.data)
+            except OSError as exc:  # a read-only or full disk: the answer goes on
+                reason = exc.strerror or type(exc).__name__
+                self._say(
+                    f"! The image {image.filename} could not be saved in "
+                    f"{self._image_dir.resolve()} ({reason}). Set CONSOLE_IMAGE_DIR to a folder "
+                    "you can write to; this image was billed but is not kept."
+                )
+                continue
             caption = f" — {image.revised_prompt}" if image.revised_prompt else ""
             self._say(f"[image] {path.resolve()}{caption}")
         if problems := texts.image_problems_line(reply.image_problems, reply.credits):

@@ -70,6 +70,7 @@ class Sent:
     late: bool = False  # the "took longer than Discord keeps a command open" line is posted
     thread_id: int | None = None  # the thread opened from the answer
     slow: bool = False  # the member was told Samsar is slow
+    waiting: bool = False  # the command's response shows its place in line
     messages: list[int] = field(default_factory=list)
 
     def dump(self) -> str:

@@ -30,6 +30,8 @@ PROMPT_WAS_NONE = "There was no {scope} prompt to clear."
 PROMPT_SET = "The {scope} prompt is set; it reaches each conversation's next turn."
 
 
+THINKING = "Thinking…"
+
 UNKNOWN_COMPONENT = (
     "That button or menu is from an earlier version of this bot and does nothing any more. "
     "Please use the slash commands."

@@ -16,6 +16,7 @@ from typing import cast
 
 import discord
 
+from bots import texts as shared_texts
 from bots.discord import errors, texts
 from bots.discord.answers import open_thread
 from bots.discord.attachments import AttachmentFetcher
@@ -58,6 +59,22 @@ class DiscordTurns:
         images = await self._attachments.images(load_attachments(request.attachments))
         return Prepared(request.user, images)
 
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """A command's response says where the turn is in line (a message shows nothing until
+        the typing starts: a reply posted for the wait would outlive it)."""
+        route, sent = Route.load(turn.route), Sent.load(posted.value)
+        if route.interaction is None or not route.interaction.alive():
+            return
+        if not sent.waiting:
+            sent.waiting = True
+            if not await posted.save_while_waiting(sent.dump()):
+                return  # it started meanwhile: its worker shows the progress
+        await self._webhook(route).edit_message(
+            _ORIGINAL, content=shared_texts.in_line(place), allowed_mentions=NO_PINGS
+        )
+
     @contextlib.asynccontextmanager
     async def working(
         self, turn: Turn, request: TurnRequest, posted: Posted
@@ -66,6 +83,12 @@ class DiscordTurns:
         route = Route.load(turn.route)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        interaction = route.interaction
+        if Sent.load(posted.value).waiting and interaction is not None and interaction.alive():
+            with contextlib.suppress(discord.HTTPException):  # only the progress is lost
+                await self._webhook(route).edit_message(
+                    _ORIGINAL, content=texts.THINKING, allowed_mentions=NO_PINGS
+                )
         if route.interaction is not None and request.kind is TurnKind.IMAGINE:
 
             async def show() -> None:

@@ -103,7 +103,7 @@ class SlashCommands:
             await self._conversations.converse(origin, rest)
 
     async def _imagine(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
-        choice, prompt = split_image_flags(rest)
+        choice, prompt = split_image_flags(rest, texts.USAGE_IMAGINE)
         origin = await self._start(payload, "imagines", prompt, respond)
         if origin is not None:
             await self._conversations.converse(origin, prompt, imagine=True, options=choice)
@@ -114,7 +114,7 @@ class SlashCommands:
 
     async def _buy(self, payload: Payload, rest: str, respond: AsyncRespond) -> None:
         if not rest.isdigit():
-            raise InputRejected(InputRejected.BAD_VALUE, detail=texts.USAGE_BUY)
+            raise InputRejected(InputRejected.USAGE, detail=texts.USAGE_BUY)
         user = await self._user(payload)
         link = await self._service.buy(user, int(rest), event_key=command_origin(payload).key)
         await _private(respond, texts.checkout(link.credits, link.url))

@@ -15,7 +15,7 @@ from bots.slack.texts import COMMANDS
 from bots.slack.translate import Origin
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
-from core.errors import BotError, InputRejected, NotThreadOwner
+from core.errors import BotError, InputRejected, NotThreadOwner, SlowDown
 from core.models import ImageChoice, TurnKind, TurnRequest
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Conversations:
                 )
             except NotThreadOwner as exc:
                 await self._hint(origin, exc.owner_display)
+            except SlowDown as exc:  # only they need to know, not the whole thread
+                sentence = shared_texts.describe(exc, COMMANDS)
+                await self.renderer.private(self.place(origin), sentence)
             except BotError as exc:
                 log.info(
                     "turn refused", extra={"event_key": origin.key, "error": type(exc).__name__}

@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 SLACK_FILE_ORIGINS = ("https://files.slack.com",)
 
 
+def _name(file: dict[str, Any]) -> str:
+    return str(file.get("name") or file.get("id") or "image")
+
+
+def _url(file: dict[str, Any]) -> str:
+    return str(file.get("url_private_download") or file.get("url_private") or "")
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -50,10 +58,12 @@ class FileFetcher:
         wanted = [file for file in files if _is_image(file)]
         if not wanted:
             return ()
+        completed = [await self._complete(file) for file in wanted]
+        for file in completed:  # every file's origin and size before any download
+            self._check(file)
         images: list[InputImage] = []
         async with aiohttp.ClientSession(timeout=self._timeout) as session:
-            for file in wanted:
-                file = await self._complete(file)
+            for file in completed:
                 images.append(await self._download(session, file))
         return tuple(images)
 
@@ -71,15 +81,18 @@ class FileFetcher:
         info = response.get("file")
         return info if isinstance(info, dict) else file
 
-    async def _download(self, session: aiohttp.ClientSession, file: dict[str, Any]) -> InputImage:
-        name = str(file.get("name") or file.get("id") or "image")
-        url = str(file.get("url_private_download") or file.get("url_private") or "")
-        if _origin(url) not in self._origins:
+    def _check(self, file: dict[str, Any]) -> None:
+        """Refuse a file from outside Slack or declared over the size limit."""
+        name = _name(file)
+        if _origin(_url(file)) not in self._origins:
             log.warning("file url refused", extra={"file_id": file.get("id")})
             raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=name)
         declared = file.get("size")  # files.info's answer is not checked at the door
         if type(declared) is int and declared > self._max_bytes:
             raise InputRejected(InputRejected.IMAGE_TOO_LARGE, limit=self._max_bytes, detail=name)
+
+    async def _download(self, session: aiohttp.ClientSession, file: dict[str, Any]) -> InputImage:
+        name, url = _name(file), _url(file)
         headers = {"Authorization": f"Bearer {self._client.token}"}
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as response:

@@ -87,6 +87,10 @@ class Progress:
                     text=texts.THINKING,
                 )
                 self.placeholder_ts = response.get("ts")
+            else:  # posted by an earlier try, or to show the turn's place in line
+                await self._client.chat_update(
+                    channel=self._place.channel, ts=self.placeholder_ts, text=texts.THINKING
+                )
         except WEB_API_ERRORS as exc:
             # The answer is still posted when it comes; only the progress is lost.
             log.warning("progress not shown", extra={"error": error_code(exc)})

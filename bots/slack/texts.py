@@ -107,9 +107,14 @@ HELP = escape("""\
 • `prompt set [workspace|channel] <text>` | `show` | `clear [workspace|channel]` — admins
 • `reset` — start your latest conversation in this channel afresh · `help`""")
 
-USAGE_BUY = "usage: /samsar buy <credits>"  # raw: it reaches members through describe()
-USAGE_PERSONA = escape("usage: /samsar persona set <text> | show | clear")
-USAGE_PROMPT = escape("usage: /samsar prompt set [workspace|channel] <text> | show | clear [scope]")
+# Raw: these reach members through describe(), which escapes them.
+USAGE_BUY = "Usage: /samsar buy <credits>"
+USAGE_IMAGINE = (
+    "Usage: /samsar imagine [--size WxH] [--quality auto|low|medium|high] "
+    "[--format png|jpeg|webp] <prompt>"
+)
+USAGE_PERSONA = escape("Usage: /samsar persona set <text> | show | clear")
+USAGE_PROMPT = escape("Usage: /samsar prompt set [workspace|channel] <text> | show | clear [scope]")
 
 
 def home_credits(remaining: float | None) -> str:

@@ -59,6 +59,23 @@ class SlackTurns:
         images = await self._files.images(load_files(request.attachments))
         return Prepared(user, images)
 
+    async def waiting(
+        self, turn: Turn, request: TurnRequest, posted: Posted, place: int | None
+    ) -> None:
+        """The placeholder (or status line) says where the turn is in line; `working` takes the
+        placeholder over when the turn starts."""
+        route, sent = Route.load(turn.route), Sent.load(posted.value)
+        text = shared_texts.in_line(place)
+        if route.place.assistant:
+            await self._renderer.status(route.place, text)
+        elif sent.placeholder is not None:
+            await self._renderer.edit(route.place, sent.placeholder, text)
+        else:
+            sent.placeholder = await self._renderer.placeholder(route.place, text)
+            if not await posted.save_while_waiting(sent.dump()):
+                # It started meanwhile, and its worker shows its own placeholder.
+                await self._renderer.delete(route.place, sent.placeholder)
+
     @contextlib.asynccontextmanager
     async def working(
         self, turn: Turn, request: TurnRequest, posted: Posted

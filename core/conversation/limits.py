@@ -62,9 +62,13 @@ def check_image_options(options: ImageOptions) -> ImageOptions:
             )
     quality = options.quality.strip().lower()
     if quality not in QUALITIES:
-        raise InputRejected(InputRejected.BAD_VALUE, detail=f"quality must be one of {QUALITIES}")
+        raise InputRejected(
+            InputRejected.BAD_VALUE, detail=f"quality must be one of {', '.join(QUALITIES)}"
+        )
     fmt = options.format.strip().lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
     if fmt not in FORMATS:
-        raise InputRejected(InputRejected.BAD_VALUE, detail=f"format must be one of {FORMATS}")
+        raise InputRejected(
+            InputRejected.BAD_VALUE, detail=f"format must be one of {', '.join(FORMATS)}"
+        )
     return ImageOptions(size=size, quality=quality, format=fmt)

@@ -37,8 +37,9 @@ def compose(workspace: AdminPrompt | None, channel: AdminPrompt | None) -> Effec
 
 async def effective_prompt(prompts: PromptRepository, thread: ThreadRef) -> EffectivePrompt:
     """The composed admin prompt of a thread's workspace and channel."""
-    workspace = await prompts.get(thread.platform, thread.workspace_id, "")
-    channel = await prompts.get(thread.platform, thread.workspace_id, thread.channel_id)
+    workspace, channel = await prompts.in_force(
+        thread.platform, thread.workspace_id, thread.channel_id
+    )
     return compose(workspace, channel)
 
 

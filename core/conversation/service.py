@@ -11,7 +11,7 @@ from core.conversation.admin import AdminActions
 from core.conversation.limits import InputLimits, check_image_options, check_text
 from core.conversation.locks import KeyedLocks
 from core.conversation.members import Members
-from core.errors import InputRejected, NotThreadOwner
+from core.errors import InputRejected, NotThreadOwner, SlowDown
 from core.identity import stable_key
 from core.models import (
     Balance,
@@ -20,6 +20,7 @@ from core.models import (
     ImageChoice,
     ImageOptions,
     LoginLink,
+    Rate,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -45,6 +46,7 @@ class ConversationConfig:
     limits: InputLimits = field(default_factory=InputLimits)
     admin_keys: tuple[str, ...] = ()
     patience: Patience = field(default_factory=Patience)
+    member_rate: Rate | None = None  # each member's allowance of turns; None: no limit
 
 
 class ConversationService:
@@ -102,9 +104,6 @@ class ConversationService:
             return await self._record(event_key, request, route)
 
     async def _record(self, event_key: str, request: TurnRequest, route: str) -> Turn | None:
-        owner = await self.owner_of(request.thread)
-        if owner is not None and owner[0] != request.user.key:
-            raise NotThreadOwner(owner[1])
         turn = Turn(
             turn_id=uuid.uuid4().hex,
             event_key=event_key,
@@ -115,13 +114,21 @@ class ConversationService:
             request=request,
             route=route,
         )
-        if not await self._store.turns.record(turn):
+        recorded = await self._store.turns.record_in_thread(
+            turn, request.thread, rate=self._config.member_rate
+        )
+        if recorded.owner is not None:
+            raise NotThreadOwner(recorded.owner[1])
+        if recorded.wait > 0:
+            log.info("member over their rate", extra={"user_key": request.user.key})
+            raise SlowDown(recorded.wait)
+        if not recorded.written:
             log.info(
                 "duplicate event dropped",
                 extra={"event_key": event_key, "thread_key": request.thread.key},
             )
             return None
-        self.worker.wake()
+        self.worker.recorded(turn)
         return turn
 
     async def turn_of(self, event_key: str) -> Turn | None:

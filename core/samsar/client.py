@@ -7,8 +7,10 @@ import ipaddress
 import json
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -31,8 +33,15 @@ from core.models import (
     ExternalIdentity,
     LoginLink,
 )
+from core.offload import BIG, offload
 from core.samsar import wire
-from core.samsar.completion import pictures, read_completion
+from core.samsar.completion import (
+    decode_completion_file,
+    note_skipped,
+    pictures,
+    read_completion,
+    reject_constant,
+)
 from core.samsar.retry import RetryPolicy, Sleep, error_from_response, run_with_retry
 
 if TYPE_CHECKING:
@@ -44,12 +53,14 @@ R = TypeVar("R", bound=wire.WireResponse)
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """A 2xx answer: its JSON object, status, request id and credit headers."""
+    """A 2xx answer: its JSON object (None for a big body, left as `content` for whoever
+    reads it off the event loop), status, request id and credit headers."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     request_id: str | None
     credits: Credits
+    content: bytes | bytearray | Path = b""
 
 
 def _number(value: str | None) -> float | None:
@@ -82,10 +93,6 @@ def _remaining(value: float | None, where: str) -> float | None:
 def _short_header(value: str | None, limit: int = 200) -> str | None:
     """A header value kept for logs and errors, cut to `limit` characters."""
     return value[:limit] if value is not None else None
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _positive(credits: int) -> int:
@@ -192,14 +199,31 @@ class SamsarClient:
         body = wire.CompletionBody.build(request, _user(user))
         route = "external_users/assistant/completion"
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
-        read = read_completion(reply.body)
+        if reply.body is not None:
+            read = read_completion(reply.body)
+            images, problems = await asyncio.to_thread(pictures, read.image_calls)
+        else:  # pictures: parsed, decoded and checked in a worker process, from the file
+            assert isinstance(reply.content, Path)
+            try:
+                decoded = await offload(BIG, decode_completion_file, str(reply.content))
+            finally:
+                await asyncio.to_thread(reply.content.unlink, missing_ok=True)
+            if isinstance(decoded, str):
+                raise MalformedResponse(
+                    f"POST {route}: {decoded}", status=reply.status, request_id=reply.request_id
+                )
+            read, images, problems = decoded
+            if read.skipped:
+                note_skipped(read)
+            if problems:
+                shown = [problem.value for problem in problems]
+                _log.warning("pictures not delivered", extra={"problems": shown})
         if read.empty and read.skipped:
             raise MalformedResponse(
                 f"POST {route}: no text or image in the completion body",
                 status=reply.status,
                 request_id=reply.request_id,
             )
-        images, problems = await asyncio.to_thread(pictures, read.image_calls)
         return Completion(
             response_id=read.response_id,
             text=read.text,
@@ -269,6 +293,7 @@ class SamsarClient:
     # --- transport --------------------------------------------------------------------
 
     def _parse(self, model: type[R], reply: _Reply) -> R:
+        assert reply.body is not None, "only completion bodies are left unparsed"
         return wire.parse(model, reply.body, status=reply.status, request_id=reply.request_id)
 
     def _balance(self, reply: _Reply) -> Balance:
@@ -350,7 +375,12 @@ class SamsarClient:
     async def _exchange(self, request: httpx.Request, route: str, limit: float) -> _Reply:
         where = f"{request.method} {route}"
         try:
-            response = await self._http.send(request)
+            response = await self._http.send(request, stream=True)
+            try:
+                spill = route.endswith("completion") and 200 <= response.status_code < 300
+                content = await _read(response, spill=spill)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise SamsarTimeout(f"{where}: no answer within {limit:g}s") from exc
         except httpx.DecodingError as exc:
@@ -367,14 +397,18 @@ class SamsarClient:
             raise error_from_response(
                 where,
                 status,
-                response.text,
+                bytes(content).decode(response.encoding or "utf-8", errors="replace")
+                if not isinstance(content, Path)
+                else "",
                 retry_after=headers.get("retry-after"),
                 request_id=request_id,
                 credits_remaining=credits.remaining,
                 secret=self._api_key,
             )
+        if isinstance(content, Path):
+            return _Reply(status, None, request_id, credits, content=content)
         try:
-            body = json.loads(response.content, parse_constant=_reject_constant)
+            body = json.loads(content, parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise MalformedResponse(
                 f"{where}: response body is not JSON", status=status, request_id=request_id
@@ -384,6 +418,48 @@ class SamsarClient:
                 f"{where}: response body is not a JSON object", status=status, request_id=request_id
             )
         return _Reply(status=status, body=body, request_id=request_id, credits=credits)
+
+
+async def _read(response: httpx.Response, *, spill: bool) -> bytearray | Path:
+    """The body, gathered piece by piece as it arrives (a picture's 60 MB are never joined in
+    one step of the event loop); with `spill`, a body that grows big goes on in a file instead,
+    a megabyte at a time, for a worker process to read: the bot's own memory never holds the
+    base64 of a picture."""
+    content = bytearray()
+    spilled: _Spilled | None = None
+    try:
+        async for piece in response.aiter_bytes():
+            content += piece
+            if spill and len(content) >= BIG:
+                if spilled is None:
+                    spilled = await asyncio.to_thread(_Spilled)
+                await asyncio.to_thread(spilled.write, content)
+                content = bytearray()
+        if spilled is None:
+            return content
+        await asyncio.to_thread(spilled.write, content)
+        return await asyncio.to_thread(spilled.close)
+    except BaseException:
+        if spilled is not None:
+            await asyncio.to_thread(spilled.discard)
+        raise
+
+
+class _Spilled:
+    """A body being written to a temporary file."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.NamedTemporaryFile(prefix="samsar-", delete=False)  # noqa: SIM115
+
+    def write(self, data: bytearray) -> None:
+        self._file.write(data)
+
+    def close(self) -> Path:
+        self._file.close()
+        return Path(self._file.name)
+
+    def discard(self) -> None:
+        self.close().unlink(missing_ok=True)
 
 
 if TYPE_CHECKING:

@@ -8,6 +8,8 @@ The body is an OpenAI Responses-style object (AssistantCompletionResponse in sam
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +50,7 @@ class ReadCompletion:
         return not self.text and not self.image_calls
 
 
-def read_completion(body: dict[str, Any]) -> ReadCompletion:
+def read_completion(body: dict[str, Any], *, log_skipped: bool = True) -> ReadCompletion:
     """Every usable part of a 2xx completion body; never raises on an odd shape."""
     skipped: list[str] = []
     output = body.get("output")
@@ -75,12 +77,48 @@ def read_completion(body: dict[str, Any]) -> ReadCompletion:
         image_calls=tuple(calls),
         skipped=tuple(skipped),
     )
-    if skipped:
-        log.warning(
-            "completion parts skipped",
-            extra={"skipped": skipped[:_MAX_NOTED], "skipped_count": len(skipped)},
-        )
+    if skipped and log_skipped:
+        note_skipped(read)
     return read
+
+
+def note_skipped(read: ReadCompletion) -> None:
+    """One log line for the parts of a completion that were not understood."""
+    skipped = list(read.skipped)
+    log.warning(
+        "completion parts skipped",
+        extra={"skipped": skipped[:_MAX_NOTED], "skipped_count": len(skipped)},
+    )
+
+
+def reject_constant(name: str) -> float:
+    """For `json.loads`: NaN and Infinity are not JSON."""
+    raise ValueError(f"{name} is not JSON")
+
+
+Decoded = tuple[ReadCompletion, tuple[GeneratedImage, ...], list[ImageProblem]]
+
+
+def decode_completion_file(path: str) -> Decoded | str:
+    """`decode_completion` of a body kept in a file (for a worker process)."""
+    with open(path, "rb") as file:
+        return decode_completion(file.read())
+
+
+def decode_completion(content: bytes | bytearray) -> Decoded | str:
+    """A completion body's bytes, parsed, read and its pictures decoded and checked, in one
+    go (for a worker process: nothing here logs; the caller logs what the result says); or
+    what is wrong with the body. The image calls come back without their base64."""
+    try:
+        body = json.loads(content, parse_constant=reject_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
+        return "response body is not JSON"
+    if not isinstance(body, dict):
+        return "response body is not a JSON object"
+    read = read_completion(body, log_skipped=False)
+    images, problems = pictures(read.image_calls)
+    light = tuple(dataclasses.replace(call, result=None) for call in read.image_calls)
+    return dataclasses.replace(read, image_calls=light), images, problems
 
 
 def pictures(calls: tuple[ImageCall, ...]) -> tuple[tuple[GeneratedImage, ...], list[ImageProblem]]:

@@ -26,6 +26,7 @@ from core.models import (
     Reply,
     ReplyImage,
     SamsarCall,
+    SessionAdvance,
     ThreadSession,
     Turn,
     TurnRequest,
@@ -163,7 +164,7 @@ class TurnExecutor:
             max_output_tokens=self._config.max_output_tokens,
         )
         completion = await self._patiently(turn, identity, body, call, working)
-        await self._store.sessions.advance(
+        advance = SessionAdvance(
             request.thread, call.session_id, completion.response_id, call.prompt_fingerprint
         )
         images = tuple(
@@ -183,6 +184,7 @@ class TurnExecutor:
             session_id=call.session_id,
             turn_id=turn.turn_id,
             new_session=call.new_session,
+            advance=advance,  # the ledger applies it with the outcome
         )
 
     async def _patiently(

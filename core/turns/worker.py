@@ -25,6 +25,8 @@ from core.turns.executor import TurnExecutor
 
 log = logging.getLogger(__name__)
 
+_NOT_SHOWN = "not shown"  # a waiting turn's place before it is first shown
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -38,6 +40,8 @@ class WorkerConfig:
     delivery_max_wait: float = 60.0  # ...up to this: ten tries span about six minutes
     retention: timedelta = timedelta(days=30)
     prune_every: float = 3600.0
+    line_every: float = 1.0  # seconds between updates of waiting turns' places in line
+    line_shown: int = 100  # waiting turns whose place is shown (the rest: when they get there)
 
 
 class _Posted:
@@ -55,6 +59,12 @@ class _Posted:
     async def save(self, value: str) -> None:
         self._value = value
         await self._ledger.save_posted(self._turn_id, value)
+
+    async def save_while_waiting(self, value: str) -> bool:
+        if not await self._ledger.save_posted_while_waiting(self._turn_id, value):
+            return False
+        self._value = value
+        return True
 
 
 class TurnWorker:
@@ -77,6 +87,9 @@ class TurnWorker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        # Turns recorded here that have not started: their place in line as last shown. Only
+        # the replica that recorded a turn shows its place, so no two post it.
+        self._line: dict[str, int | str | None] = {}
 
     def attach(self, platform: str, channel: TurnChannel) -> None:
         """Take on the turns of `platform` (its adapter is ready to deliver them)."""
@@ -87,6 +100,11 @@ class TurnWorker:
     def wake(self) -> None:
         """Look for work now (a turn was recorded, or one ended)."""
         self._wake.set()
+
+    def recorded(self, turn: Turn) -> None:
+        """A turn was recorded here: look for work now, and show its place while it waits."""
+        self._line[turn.turn_id] = _NOT_SHOWN
+        self.wake()
 
     @property
     def running(self) -> int:
@@ -135,10 +153,14 @@ class TurnWorker:
 
     async def _loop(self) -> None:
         last_prune = -self._config.prune_every
+        last_line = time.monotonic()
         while not self._stopping:
             self._wake.clear()
             try:
                 await self._fill()
+                if self._line and time.monotonic() - last_line >= self._config.line_every:
+                    last_line = time.monotonic()
+                    await self._show_line()
                 if time.monotonic() - last_prune >= self._config.prune_every:
                     last_prune = time.monotonic()
                     await self._prune()
@@ -148,17 +170,48 @@ class TurnWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll)
 
     async def _fill(self) -> None:
-        while not self._stopping and len(self._running) < self._config.max_running:
-            turn = await self._ledger.claim(self.owner, list(self._channels), self._config.lease)
-            if turn is None:
+        """Claim as many turns as there are free places, in one go."""
+        while not self._stopping and (free := self._config.max_running - len(self._running)) > 0:
+            turns = await self._ledger.claim_some(
+                self.owner, list(self._channels), self._config.lease, free
+            )
+            for turn in turns:
+                self._line.pop(turn.turn_id, None)
+                task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
+                self._running[turn.turn_id] = task
+                task.add_done_callback(self._done)
+            if len(turns) < free:
                 return
-            task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
-            self._running[turn.turn_id] = task
-            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task.get_name().removeprefix("turn:"), None)
         self.wake()
+
+    async def _show_line(self) -> None:
+        """Tell the members whose turns (recorded here) wait where they are in line."""
+        waiting = await self._ledger.waiting(list(self._channels), self._config.line_shown)
+        places: dict[str, tuple[Turn, int | None]] = {}
+        ahead = 0
+        for item in waiting:
+            if not item.behind:
+                ahead += 1
+            places[item.turn.turn_id] = (item.turn, None if item.behind else ahead)
+        for turn_id in [t for t in self._line if t not in places]:
+            del self._line[turn_id]  # started (here or elsewhere), or beyond what is shown
+        for item in waiting:
+            turn, place = places[item.turn.turn_id]
+            shown = self._line.get(turn.turn_id, place)
+            if shown == place or not item.in_order:
+                continue  # unchanged, not recorded here, or after turns that show nothing yet
+            self._line[turn.turn_id] = place
+            channel, request = self._channels.get(turn.platform), turn.request
+            if channel is None or request is None:
+                continue
+            posted = _Posted(self._ledger, turn.turn_id, turn.posted)
+            try:
+                await channel.waiting(turn, request, posted, place)
+            except Exception as exc:  # only the place in line is lost; the turn still runs
+                log.info("place in line not shown", extra={**_ids(turn), "error": repr(exc)})
 
     async def _prune(self) -> None:
         pruned = await self._ledger.prune(self._now() - self._config.retention)

@@ -161,7 +161,11 @@ async def test_chaos_two_replicas_killed_every_few_seconds_answer_every_turn_onc
             running_sandbox(SandboxConfig(start_credits=10_000))
         )
         url = await stack.enter_async_context(postgres_database())
-        setup = Setup(sandbox, url, tmp_path, slack=fake_slack)
+        # Three members send 200 turns in half a minute: far over a member's default rate,
+        # which is not what this run is about.
+        setup = Setup(
+            sandbox, url, tmp_path, slack=fake_slack, extra={"MEMBER_TURNS_PER_MINUTE": "0"}
+        )
         replicas = [BotProcess(setup, tmp_path / f"{name}.log") for name in "ab"]
         run = Run(fake_slack, replicas, random.Random(SEED))
         for bot in replicas:

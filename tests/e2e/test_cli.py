@@ -95,7 +95,8 @@ async def test_operator_grants_credits_to_a_member(tmp_path: Path) -> None:
         assert code == 2 and "is not a member key" in err
 
 
-async def test_sandbox_command_serves_the_offline_samsar(tmp_path: Path) -> None:
+async def sandbox_credits(*options: str, env: dict[str, str] | None = None) -> float:
+    """Start `samsar-bot sandbox` on a free port; a new external user's credits there."""
     import socket
 
     import httpx
@@ -108,9 +109,8 @@ async def test_sandbox_command_serves_the_offline_samsar(tmp_path: Path) -> None
         "sandbox",
         "--port",
         str(port),
-        "--start-credits",
-        "7",
-        env={"PATH": os.environ.get("PATH", "")},
+        *options,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -129,7 +129,16 @@ async def test_sandbox_command_serves_the_offline_samsar(tmp_path: Path) -> None
                     except httpx.ConnectError:
                         await asyncio.sleep(0.1)
         assert answer.status_code == 200
-        assert answer.json()["remainingCredits"] == 7
+        return float(answer.json()["remainingCredits"])
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_sandbox_command_serves_the_offline_samsar() -> None:
+    assert await sandbox_credits("--start-credits", "7") == 7
+
+
+async def test_sandbox_command_takes_its_credits_from_the_setting(tmp_path: Path) -> None:
+    env = {"SANDBOX_START_CREDITS": "33", "HOME": str(tmp_path)}
+    assert await sandbox_credits(env=env) == 33

@@ -64,9 +64,9 @@ async def test_migrations_apply_twice_and_create_every_table(database: Database)
     finally:
         await engine.dispose()
     assert {*ALL_TABLES, "alembic_version"} <= names
-    assert version == [("0002",)]
+    assert version == [("0004",)]
     assert {
-        "ix_turns_thread_key_created_at",
+        "ux_turns_thread_key_seq",
         "ix_turns_user_key_created_at",
         "ix_turns_status_created_at",
     } <= {index["name"] for index in indexes}

@@ -22,10 +22,13 @@ from core.models import (
     ChatUser,
     Credits,
     IncomingMessage,
+    Rate,
+    Recorded,
     Reply,
     ReplyImage,
     SamsarCall,
     ThreadRef,
+    ThreadSession,
     Turn,
     TurnKind,
     TurnRequest,
@@ -93,6 +96,38 @@ async def test_record_keeps_the_request_and_drops_a_duplicate(store: SqlStore) -
     assert loaded.route == first.route and loaded.posted == "" and loaded.runs == 0
     assert loaded.created_at is not None and loaded.created_at.utcoffset() == timedelta(0)
     assert await store.turns.get("missing") is None
+
+
+async def test_record_in_thread_refuses_another_members_thread_and_writes_nothing(
+    store: SqlStore,
+) -> None:
+    bob = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+
+    def by(user: ChatUser, key: str, where: ThreadRef) -> Turn:
+        made = turn(key, where)
+        assert made.request is not None
+        return dataclasses.replace(
+            made, user_key=user.key, request=dataclasses.replace(made.request, user=user)
+        )
+
+    # Before its first answer, a thread belongs to the member whose open turn started it.
+    assert await store.turns.record_in_thread(by(ALICE, "a1", thread(1)), thread(1)) == Recorded(
+        written=True
+    )
+    refused = await store.turns.record_in_thread(by(bob, "b1", thread(1)), thread(1))
+    assert refused == Recorded(written=False, owner=(ALICE.key, "Alice"))
+    assert await store.turns.get("b1") is None
+    # Once it has a session, the session's owner decides.
+    await store.sessions.save(ThreadSession(thread(2), "sess-2", bob.key, "Bob"))
+    refused = await store.turns.record_in_thread(by(ALICE, "a2", thread(2)), thread(2))
+    assert refused == Recorded(written=False, owner=(bob.key, "Bob"))
+    assert await store.turns.record_in_thread(by(bob, "b2", thread(2)), thread(2)) == Recorded(
+        written=True
+    )
+    # A redelivery is not written again and names no owner.
+    assert await store.turns.record_in_thread(by(bob, "b2", thread(2)), thread(2)) == Recorded(
+        written=False
+    )
 
 
 async def test_a_clashing_turn_id_is_not_a_duplicate(store: SqlStore) -> None:
@@ -255,6 +290,99 @@ async def test_many_workers_claim_each_turn_exactly_once(database: Database) -> 
     for n in range(6):  # each thread's turns ran in the order they were recorded
         in_thread = [int(k[2:]) for k in keys if int(k[2:]) % 6 == n]
         assert in_thread == sorted(in_thread)
+
+
+async def test_claim_some_takes_at_most_its_limit_and_leaves_the_rest(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    for key, n in (("a1", 1), ("a2", 1), ("b1", 2), ("c1", 3)):
+        clock.tick(seconds=1)
+        assert await store.turns.record(turn(key, thread(n)))
+    for owner, expected in (("w1", ["a1"]), ("w2", ["b1"])):
+        taken = await store.turns.claim_some(owner, ["slack"], LEASE, 1)
+        assert [t.event_key for t in taken] == expected
+    untouched = await store.turns.get("c1")
+    assert untouched is not None and untouched.lease_owner is None  # not taken beyond the limit
+    [rest] = await store.turns.claim_some("w3", ["slack"], LEASE, 5)
+    assert rest.event_key == "c1" and rest.lease_owner == "w3"
+
+
+async def test_a_member_over_their_rate_waits_for_a_token_shared_by_every_replica(
+    database: Database,
+) -> None:
+    clock = Clock()
+    rate = Rate(per_second=10 / 60, burst=2)  # ten a minute, two at once
+    async with AsyncExitStack() as stack:
+        a, b = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, now=clock)
+            )
+            for _ in range(2)
+        ]
+
+        async def record(store: SqlStore, key: str) -> Recorded:
+            return await store.turns.record_in_thread(turn(key), thread(), rate=rate)
+
+        assert await record(a, "ev1") == Recorded(written=True)
+        assert await record(b, "ev2") == Recorded(written=True)  # the burst, across replicas
+        over = await record(a, "ev3")
+        assert not over.written and over.wait == pytest.approx(6.0)
+        assert await b.turns.get("ev3") is None  # nothing recorded, so nothing runs or bills
+        assert await record(b, "ev1") == Recorded(written=False)  # a redelivery is not counted
+        clock.tick(seconds=3)
+        assert (await record(b, "ev3")).wait == pytest.approx(3.0)
+        clock.tick(seconds=3)
+        assert await record(b, "ev3") == Recorded(written=True)
+        other = dataclasses.replace(turn("ev4", thread(2)), user_key="slack:T1:U9")
+        assert await a.turns.record_in_thread(other, thread(2), rate=rate) == Recorded(
+            written=True
+        )  # each member has their own allowance
+
+
+async def test_waiting_turns_say_what_they_wait_for_and_their_note_is_kept_only_while_waiting(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    for key, n in (("a1", 1), ("a2", 1), ("b1", 2)):
+        clock.tick(seconds=1)
+        assert await store.turns.record(turn(key, thread(n)))
+    waiting = await store.turns.waiting(["slack"], 10)
+    assert [(w.turn.event_key, w.behind, w.in_order) for w in waiting] == [
+        ("a1", False, True),
+        ("a2", True, False),  # behind a1 in its own thread, which shows nothing yet
+        ("b1", False, True),
+    ]
+    assert await store.turns.waiting(["discord"], 10) == []
+    a1, a2 = waiting[0].turn, waiting[1].turn
+    assert await store.turns.save_posted_while_waiting(a1.turn_id, "shown") is True
+    assert [w.in_order for w in await store.turns.waiting(["slack"], 10)] == [True, True, True]
+    running = await store.turns.claim("w", ["slack"], LEASE)
+    assert running is not None and running.turn_id == a1.turn_id and running.posted == "shown"
+    assert await store.turns.save_posted_while_waiting(a1.turn_id, "late") is False
+    assert [w.turn.event_key for w in await store.turns.waiting(["slack"], 10)] == ["a2", "b1"]
+    assert await store.turns.save_posted_while_waiting(a2.turn_id, "shown too") is True
+
+
+async def test_replicas_recording_one_thread_at_once_number_its_turns_in_order(
+    database: Database,
+) -> None:
+    """Two replicas record turns of the same thread at the same moment: each is written once,
+    and the thread's numbers (its order) have no gap and no twin."""
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, pool_size=4)
+            )
+            for _ in range(2)
+        ]
+        written = await asyncio.gather(
+            *(stores[n % 2].turns.record(turn(f"ev{n}", thread(1))) for n in range(24))
+        )
+        assert all(written)
+        async with stores[0].engine.connect() as conn:
+            result = await conn.execute(text("SELECT seq FROM turns ORDER BY seq"))
+            assert [row.seq for row in result] == list(range(1, 25))
 
 
 async def test_migrating_the_old_ledger_keeps_its_turns(database: Database) -> None:

@@ -68,6 +68,15 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def fresh(answer: httpx.Response) -> httpx.Response:
+    """A new response with the same status, headers and body bytes (as sent, before any
+    decoding): a server answers each request anew, and a body can be read only once."""
+    stream = answer.stream
+    assert isinstance(stream, httpx.ByteStream), "the rig serves bodies given in full"
+    raw = b"".join(stream)
+    return httpx.Response(answer.status_code, headers=answer.headers, stream=httpx.ByteStream(raw))
+
+
 @dataclass
 class Rig:
     """A client wired to a scripted Samsar; `waits` are the injected sleep's calls."""
@@ -94,7 +103,7 @@ async def rigs() -> AsyncIterator[MakeRig]:
             answer = queue.pop(0) if len(queue) > 1 else queue[0]
             if isinstance(answer, Exception):
                 raise answer
-            return answer
+            return fresh(answer)
 
         http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         opened.append(http)

@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from bots.cli import settings_problems
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +44,31 @@ def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert settings.samsar_api_key is not None
     assert settings.samsar_api_key.get_secret_value() == "sk-very-secret"
     assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("IMAGE_SIZE", "huge", "Invalid setting IMAGE_SIZE: size must be auto or WIDTHxHEIGHT"),
+        (
+            "IMAGE_QUALITY",
+            "ultra",
+            "Invalid setting IMAGE_QUALITY: quality must be one of auto, low, medium, high.",
+        ),
+        ("IMAGE_FORMAT", "bmp", "Invalid setting IMAGE_FORMAT: format must be one of png"),
+    ],
+)
+def test_image_settings_are_checked_at_start_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert settings_problems(caught.value).startswith(said)
+
+
+def test_image_settings_are_kept_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGE_FORMAT", "JPG")
+    monkeypatch.setenv("IMAGE_SIZE", " 512X512 ")
+    settings = Settings()
+    assert (settings.image_format, settings.image_size) == ("jpeg", "512x512")

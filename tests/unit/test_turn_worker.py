@@ -142,3 +142,33 @@ async def test_a_ledger_that_fails_for_a_moment_does_not_stop_the_worker() -> No
     async with driving(service(samsar, store)) as bot:
         reply = await bot.ask(message("still there?", "e1"))
     assert reply is not None and failures == []
+
+
+async def test_turns_that_wait_are_told_their_place_in_line_until_they_start() -> None:
+    samsar, store = FakeSamsar(), MemoryStore()
+    samsar.gate = asyncio.Event()  # Samsar holds the first turn
+    config = WorkerConfig(poll=0.05, max_running=1, line_every=0.01)
+    other = ThreadRef("slack", "T1", "C1", "2.0")
+    bob = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+    bob_asks = IncomingMessage("b1", bob, other, "mine")
+    svc = ConversationService(samsar, store, ConversationConfig(), worker=config)
+    async with driving(svc) as bot:
+        first = await bot.submit(message("first", "a1"))
+        async with asyncio.timeout(5):
+            await samsar.wait_for_completions(1)
+        behind = await bot.submit(message("second", "a2"))  # its thread's first is running
+        in_line = await bot.submit(bob_asks)  # the one worker place is taken
+        assert first is not None and behind is not None and in_line is not None
+        async with asyncio.timeout(5):
+            while len(bot.channel.waits) < 2:  # noqa: ASYNC110 (polling under the deadline)
+                await asyncio.sleep(0.01)
+        assert sorted(bot.channel.waits, key=str) == sorted(
+            [(behind.turn_id, None), (in_line.turn_id, 1)], key=str
+        )
+        samsar.gate.set()
+        async with asyncio.timeout(5):
+            while len(bot.channel.deliveries) < 3:  # noqa: ASYNC110 (polling under the deadline)
+                await asyncio.sleep(0.01)
+    # Nothing was shown for the turn that never waited, nor again once they started.
+    assert first.turn_id not in {turn_id for turn_id, _ in bot.channel.waits}
+    assert len(bot.channel.waits) == 2 and bot.channel.deliveries[0] == first.turn_id

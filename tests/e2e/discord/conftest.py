@@ -155,6 +155,7 @@ async def running_harness(
     completion_timeout: float = 20.0,
     status_every: float = 5.0,
     start_credits: int = 100,
+    **overrides: Any,
 ) -> AsyncIterator[Harness]:
     """Sandbox, store, fake Discord and the bot started with `start()`; all stopped after."""
     fake = FakeDiscord()
@@ -173,7 +174,7 @@ async def running_harness(
         # The real client, pointed at the fake (monkeypatch restores both after the test).
         monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base_url}/api/v10")
         monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway.url))
-        settings = Settings(discord_token=TOKEN, discord_guild_ids=str(fake.guild_id))
+        settings = Settings(discord_token=TOKEN, discord_guild_ids=str(fake.guild_id), **overrides)
         service = ConversationService(samsar, store, conversation_config(settings))
         bot = SamsarDiscordBot(
             service,

@@ -66,7 +66,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.cdn_behaviours: dict[int, str] = {}  # attachment id → "reset" or "endless"
         self.cdn_fetches: list[int] = []  # attachment ids the CDN was asked for
         self.cdn_hosts: list[str] = []  # the Host each of those requests named
-        self.rate_limits: dict[tuple[str, str], float] = {}
+        self.rate_limits: dict[tuple[str, str], tuple[float, Callable[[Body], bool]]] = {}
         self.base_url = ""
         self.gateway = Gateway(TOKEN, self._ready_payloads)
         self._changed = asyncio.Condition()
@@ -116,13 +116,14 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             authorized = request.headers.get("Authorization") == f"Bot {TOKEN}"
             if template.startswith(_BOT_ROUTES) and not authorized:
                 raise Refusal(401, 0, "401: Unauthorized")
-            limited = self.rate_limits.pop((request.method, template), None)
-            if limited is not None:
-                response = self._too_many(limited)
+            if request.method in ("POST", "PATCH"):
+                body = await read_body(request)
+            request[BODY] = body or Body({})
+            limited = self.rate_limits.get((request.method, template))
+            if limited is not None and limited[1](request[BODY]):
+                del self.rate_limits[(request.method, template)]
+                response = self._too_many(limited[0])
             else:
-                if request.method in ("POST", "PATCH"):
-                    body = await read_body(request)
-                request[BODY] = body or Body({})
                 response = await handler(request)
         except Refusal as refusal:
             response = refusal.response()
@@ -173,9 +174,16 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
 
     # --- what tests steer and read -----------------------------------------------------
 
-    def rate_limit_once(self, method: str, route: str, retry_after: float = 0.3) -> None:
-        """Answer the next `method route` (a template) with 429 and `retry_after`."""
-        self.rate_limits[(method, route)] = retry_after
+    def rate_limit_once(
+        self,
+        method: str,
+        route: str,
+        retry_after: float = 0.3,
+        when: Callable[[Body], bool] = lambda body: True,
+    ) -> None:
+        """Answer the next `method route` (a template) whose body passes `when` with 429 and
+        `retry_after`."""
+        self.rate_limits[(method, route)] = (retry_after, when)
 
     async def wait_for(
         self, predicate: Callable[[], Any], within: float = 10.0, what: str = "condition"

@@ -114,6 +114,7 @@ async def running_slack(
     store: SqlStore | None = None,
     start_credits: int = 1000,
     file_timeout: float = 30.0,
+    **overrides: Any,
 ) -> AsyncIterator[Slack]:
     """Start (or share) the fake, the sandbox and the store, and run one bot on them."""
     async with AsyncExitStack() as stack:
@@ -138,7 +139,7 @@ async def running_slack(
                 retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05),
             )
         )
-        config = settings()
+        config = settings(**overrides)
         service = ConversationService(samsar, store, conversation_config(config))
         client = slack_client(BOT_TOKEN, base_url=fake.api_url)
         options = SlackOptions(

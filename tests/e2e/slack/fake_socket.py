@@ -50,10 +50,12 @@ class SocketServer:
                         self._changed()
         finally:
             self.connections.remove(ws)
+            if not self.connections:
+                self._connected.clear()
         return ws
 
     async def connected(self, within: float = 10.0) -> None:
-        """Wait until a client has connected."""
+        """Wait until a client is connected (a restarted one: connected again)."""
         async with asyncio.timeout(within):
             await self._connected.wait()
 

@@ -79,6 +79,20 @@ async def test_an_image_over_the_size_limit_is_refused_before_download(slack: Sl
     assert answer.text == "The image huge.png is too large: the limit is 8 MB."
 
 
+async def test_one_oversized_file_refuses_the_message_before_any_file_is_fetched(
+    slack: Slack,
+) -> None:
+    small = slack.fake.add_file("small.png", PNG_1PX)
+    huge = slack.fake.add_file("huge.png", PNG_1PX)
+    huge["size"] = 9 * 1024 * 1024
+    at = payloads.ts()
+    await slack.event(payloads.message("two", channel=DM, at=at, files=[small, huge]))
+    await slack.settle()
+    assert slack.fake.downloads == [] and slack.completions() == []  # not even small.png
+    [answer] = slack.fake.thread(DM, at)
+    assert answer.text == "The image huge.png is too large: the limit is 8 MB."
+
+
 async def test_a_file_outside_slack_is_refused_without_a_download(slack: Slack) -> None:
     at = payloads.ts()
     foreign = {
@@ -132,7 +146,7 @@ async def test_private_commands_answer_ephemerally(slack: Slack) -> None:
     said = private_texts(slack)
     assert said[0] == "You have 1,000 credits."
     assert said[1].startswith("Buy 50 credits here: <http://127.0.0.1")
-    assert "usage: /samsar buy &lt;credits&gt;" in said[2]  # escaped: not a Slack link
+    assert said[2] == "Usage: /samsar buy &lt;credits&gt;"  # escaped: not a Slack link
     assert said[3:5] == [
         "Your persona is set; it applies to your next messages.",
         "Your persona: Be terse.",

@@ -113,6 +113,38 @@ async def test_a_post_that_fails_twice_is_delivered_on_the_third_try(slack: Slac
     assert len(slack.completions()) == 1 and slack.charged(ALICE) == 1
 
 
+async def test_a_member_over_their_rate_is_told_privately_and_nothing_runs(
+    tmp_path: Path,
+) -> None:
+    async with running_slack(
+        tmp_path, "socket", member_turns_per_minute=1, member_turn_burst=2
+    ) as slack:
+        roots = [payloads.ts() for _ in range(3)]
+        for n, at in enumerate(roots):
+            await slack.event(payloads.mention(f"question {n}", at=at))
+        await slack.settle()
+        assert [bool(slack.fake.thread(CHANNEL, at)) for at in roots] == [True, True, False]
+        [note] = slack.fake.ephemerals
+        assert note["user"] == ALICE and note["thread_ts"] == roots[2]
+        assert "Slow down and try again in" in note["text"]
+        assert len(slack.completions()) == 2 and slack.charged(ALICE) == 2
+
+
+async def test_a_message_behind_a_running_answer_says_it_waits_then_is_answered(
+    slack: Slack,
+) -> None:
+    root = payloads.ts()
+    await slack.event(payloads.mention("slow one #slow=3", at=root))
+    await slack.event(payloads.message("and then?", thread_ts=root))
+    await slack.settle()
+    first, second = slack.fake.thread(CHANNEL, root)
+    assert first.section_text().startswith("Sandbox reply #1: slow one")
+    assert second.versions[0] == "Waiting for the previous answer in this conversation…"
+    assert "_Thinking…_" in second.versions  # taken over when it started
+    assert second.section_text().startswith("Sandbox reply #2: and then?")
+    assert len(slack.completions()) == 2
+
+
 async def test_health_check_answers(slack_http: Slack) -> None:
     import aiohttp
 
