@@ -126,10 +126,24 @@ def _fits(param: app_commands.Parameter, option: Mapping[str, Any], resolved: ob
     if kind is discord.AppCommandOptionType.attachment:
         attachments = resolved.get("attachments") if isinstance(resolved, Mapping) else None
         found = attachments.get(str(value)) if isinstance(attachments, Mapping) else None
-        return _is_snowflake(value) and isinstance(found, Mapping)
+        return _is_snowflake(value) and _is_attachment(found)
     if kind in _SNOWFLAKE_TYPES:
         return _is_snowflake(value)
     return False
+
+
+def _is_attachment(found: object) -> bool:
+    """A resolved attachment with what discord.py reads of it."""
+    if not isinstance(found, Mapping):
+        return False
+    fields = (found.get("id"), found.get("filename"), found.get("url"), found.get("size"))
+    ident, filename, url, size = fields
+    return (
+        _is_snowflake(ident)
+        and isinstance(filename, str)
+        and isinstance(url, str)
+        and type(size) is int
+    )
 
 
 def _in_range(param: app_commands.Parameter, value: float) -> bool:

@@ -8,11 +8,13 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bots.discord import texts
 from bots.discord.attachments import AttachmentFetcher
-from bots.discord.routes import InteractionToken, Route
+from bots.discord.routes import Attachment, InteractionToken, Route
 from bots.discord.turns import DiscordTurns
+from core.errors import InputRejected
 from core.models import ChatUser, ThreadRef, Turn, TurnRequest
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.conftest import ALICE, Harness, option
@@ -116,3 +118,14 @@ async def test_a_command_whose_answer_could_not_be_posted_is_not_left_thinking(
     assert original is not None and original.content == texts.UNDELIVERABLE
     assert not int(original.payload["flags"]) & p.LOADING
     assert fake.replies(fake.channel_id) == [original]  # no second note in the channel
+
+
+async def test_a_download_slower_than_allowed_is_the_download_sentence(harness: Harness) -> None:
+    fake = harness.fake
+    slow = fake.add_attachment(PNG_1PX, "slow.png", delay=2.0)
+    item = Attachment(slow["url"], "slow.png", "image/png", len(PNG_1PX))
+    fetcher = AttachmentFetcher(max_bytes=1024, origins=(fake.base_url,), timeout=0.2)
+    with pytest.raises(InputRejected) as refused:
+        await fetcher.images([item])
+    assert refused.value.reason == InputRejected.IMAGE_UNREADABLE
+    assert refused.value.detail == "slow.png"

@@ -5,11 +5,14 @@ are ignored without ending the connection."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+import discord
 import pytest
 
 from bots.discord import texts
+from bots.discord.cogs.interactions import InteractionsCog
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.conftest import ALICE, INTEGER, Harness, option, sub
 from tests.e2e.discord.fake_interactions import AUTOCOMPLETE, COMPONENT, MODAL_SUBMIT, SUGGESTIONS
@@ -67,6 +70,13 @@ async def test_a_command_that_does_not_fit_gets_a_sentence_saying_why(
     assert expected in said
     await harness.settle()
     assert harness.sandbox.state.calls == []  # nothing ran
+
+
+async def test_an_attachment_option_discord_py_could_not_read_says_so(harness: Harness) -> None:
+    image = option("image", "123", kind=11)
+    broken = {"attachments": {"123": {"id": "123"}}}  # no file name, size or URL
+    payload = await harness.slash("chat", option("prompt", "x"), image, resolved=broken)
+    assert "must be an attached file" in await private_answer(harness, payload)
 
 
 async def test_autocomplete_gets_an_empty_list(harness: Harness) -> None:
@@ -176,3 +186,19 @@ async def test_a_member_with_a_huge_display_name_still_gets_their_credits(
     assert credits.startswith("You have 100 credits")
     [user] = harness.sandbox.state.users.values()
     assert len(user.profile.get("display_name", "")) <= 80
+
+
+async def test_an_interaction_nothing_answered_gets_the_last_resort_in_time(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    payload = fake.new_interaction("chat", [option("prompt", "hi")], who=ALICE)
+    fake.interaction(payload).dispatched_at = time.monotonic()  # as if just dispatched
+    # What discord.py hands every listener; no command runs for it here.
+    interaction = discord.Interaction(data=payload, state=harness.bot._connection)
+    cog = InteractionsCog(harness.bot, answer_within=0.2)
+    await cog.on_interaction(interaction)
+    assert await private_answer(harness, payload) == texts.UNEXPECTED
+    state = fake.interaction(payload)
+    assert state.acknowledged_at is not None and state.dispatched_at is not None
+    assert state.acknowledged_at - state.dispatched_at < 3

@@ -254,3 +254,14 @@ async def test_too_many_images_are_refused_before_any_download(slack: Slack) -> 
     [answer] = slack.fake.thread(DM, at)
     assert answer.text == "Too many images: send at most 4 per message."
     assert slack.fake.downloads == [] and slack.completions() == []
+
+
+async def test_a_files_info_answer_with_an_odd_size_is_still_read(slack: Slack) -> None:
+    file = slack.fake.add_file("shared.png", PNG_1PX)
+    connect_file = {k: v for k, v in file.items() if not k.startswith("url_")}  # Slack Connect
+    file["size"] = "about 70 bytes"  # what files.info will say
+    at = payloads.ts()
+    await slack.event(payloads.message("see this", channel=DM, at=at, files=[connect_file]))
+    await slack.settle()
+    [answer] = slack.fake.thread(DM, at)
+    assert "(received 1 image)" in answer.section_text()
