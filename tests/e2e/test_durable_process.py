@@ -102,6 +102,13 @@ async def started(bot: BotProcess, *texts: str, count: int = 1) -> None:
         await bot.wait_for_log(line, count=count)
 
 
+async def gateway_up(fake: FakeDiscord, identifies: int = 1) -> None:
+    """Until the bot has identified `identifies` times and is connected: an event dispatched
+    before that would reach no one (Discord does not replay it to a new session either)."""
+    await fake.wait_for(lambda: len(fake.gateway.identifies) >= identifies, 30, "an IDENTIFY")
+    await fake.gateway.wait_connected(within=30)
+
+
 async def test_discord_sigkill_mid_completion_is_answered_once_after_restart(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -110,6 +117,7 @@ async def test_discord_sigkill_mid_completion_is_answered_once_after_restart(
     log = tmp_path / "bot.log"
     async with bot_process(setup, log) as bot:
         await started(bot, TAKING_DISCORD, TAKING_SLACK)
+        await gateway_up(fake)
         asked = fake.new_interaction("chat", [option("prompt", "slow one #slow=2")], who=D_ALICE)
         await fake.dispatch_interaction(asked)
         await in_flight(setup)
@@ -173,6 +181,7 @@ async def test_sigkill_after_samsar_answered_delivers_the_stored_reply_without_a
     )
     async with bot_process(setup, log) as bot:
         await started(bot, TAKING_DISCORD)
+        await gateway_up(fake)
         asked = fake.new_interaction("chat", [option("prompt", "answered")], who=D_ALICE)
         await fake.dispatch_interaction(asked)
         await ledger_shows(setup, ["completed"])
@@ -250,7 +259,7 @@ async def test_a_crashed_platform_is_restarted_while_the_other_keeps_answering(
         )
         await bot.wait_for_log("platform failed; restarting")
         await started(bot, TAKING_DISCORD, count=2)  # Discord came back
-        assert len(discord.gateway.identifies) >= 2  # identified again (a resume may add one)
+        await gateway_up(discord, identifies=2)  # identified again
         asked = discord.new_interaction("chat", [option("prompt", "back?")], who=D_ALICE)
         await discord.dispatch_interaction(asked)
         await answer_of(discord, asked, "back?")

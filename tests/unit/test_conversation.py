@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -118,8 +119,19 @@ async def test_duplicate_event_is_dropped_sequentially_and_concurrently(
 
 
 async def test_turns_of_one_thread_keep_arrival_order(
-    service: TurnDriver, samsar: FakeSamsar
+    service: TurnDriver, samsar: FakeSamsar, store: MemoryStore
 ) -> None:
+    # The ledger answers later the earlier a turn arrived (as a busy database may): only
+    # taking the thread's place in line before the first await keeps their order.
+    record = store.turns.record_in_thread
+    delays = iter(range(10, 0, -2))
+
+    async def slow_for_the_first(*args: Any, **kwargs: Any) -> Any:
+        for _ in range(next(delays)):
+            await asyncio.sleep(0)  # yield to the others, a turn of the loop each
+        return await record(*args, **kwargs)
+
+    store.turns.record_in_thread = slow_for_the_first  # type: ignore[method-assign]
     samsar.gate = asyncio.Event()
     tasks = [asyncio.create_task(service.ask(message(f"m{i}", key=f"k{i}"))) for i in range(5)]
     await asyncio.sleep(0)
