@@ -13,6 +13,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from prompt_toolkit import PromptSession
+
 from bots import texts
 from bots.console.channel import COMMANDS, ConsoleChannel
 from bots.image_flags import split_image_flags
@@ -58,6 +60,7 @@ class ConsoleBot:
         stdout: TextIO = sys.stdout,
         progress_every: float | None = None,
         grace: float = 120.0,
+        editor: PromptSession[str] | None = None,
     ) -> None:
         self._service = service
         self._grace = grace
@@ -75,6 +78,11 @@ class ConsoleBot:
         self._in = stdin
         self._out = stdout
         self._tty = stdout.isatty()
+        # A terminal gets a real line editor (history, arrows, long pastes sent whole); piped
+        # input is read as lines.
+        if editor is None and stdin.isatty() and self._tty:
+            editor = PromptSession()
+        self._editor = editor
         # A terminal gets a live counter each second; a pipe a line every few seconds.
         self._progress_every = progress_every or (1.0 if self._tty else 5.0)
         self._channel = ConsoleChannel(self.say, image_dir)
@@ -124,12 +132,9 @@ class ConsoleBot:
         self.say("Bye.")
 
     async def _chat(self) -> None:
-        lines = _lines(self._in)
+        lines = _lines(self._in) if self._editor is None else None
         while True:
-            if self._tty:
-                self._out.write("> ")
-                self._out.flush()
-            line = await lines.get()
+            line = await self._next_line(lines)
             if line is None:
                 return
             line = line.strip()
@@ -141,6 +146,20 @@ class ConsoleBot:
                 await self.handle(line)
             except BotError as exc:
                 self.say(f"! {texts.describe(exc, COMMANDS)}")
+
+    async def _next_line(self, lines: asyncio.Queue[str | None] | None) -> str | None:
+        """The member's next line; None when they leave (end of input, Ctrl-D, or Ctrl-C at
+        the prompt, which the editor reads as a key)."""
+        if self._editor is None:
+            assert lines is not None
+            if self._tty:
+                self._out.write("> ")
+                self._out.flush()
+            return await lines.get()
+        try:
+            return await self._editor.prompt_async("> ")
+        except (EOFError, KeyboardInterrupt):
+            return None
 
     async def handle(self, line: str) -> None:
         """Run one line: a message or a command."""

@@ -8,6 +8,10 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
 from bots.console.bot import ConsoleBot
 from core.conversation.service import ConversationConfig, ConversationService
 from tests.fakes import FakeSamsar, MemoryStore
@@ -68,3 +72,34 @@ async def test_persona_and_prompt_commands(tmp_path: Path) -> None:
         text = out.getvalue()
         assert "Your persona: Be a pirate" in text
         assert "Instructions from the admins for this channel:\nBe brief" in text
+
+
+async def test_at_a_terminal_what_the_member_typed_is_what_is_sent(tmp_path: Path) -> None:
+    samsar = FakeSamsar()
+    service = ConversationService(samsar, MemoryStore(), ConversationConfig())
+    with create_pipe_input() as keys:
+        editor: PromptSession[str] = PromptSession(input=keys, output=DummyOutput())
+        bot = ConsoleBot(
+            service, user_name="tester", image_dir=tmp_path, stdout=io.StringIO(), editor=editor
+        )
+        # A typo fixed with the left arrow, then a paste longer than a terminal line allows.
+        keys.send_text("hell\x1b[DX\r")
+        keys.send_text("a" * 5000 + "\r")
+        keys.send_text("/quit\r")
+        async with service.worker.serving(), asyncio.timeout(10):
+            await bot.run()
+    sent = [call.request.text for call in samsar.calls if call.request is not None]
+    assert sent == ["helXl", "a" * 5000]
+
+
+async def test_ctrl_c_at_the_terminal_prompt_leaves(tmp_path: Path) -> None:
+    samsar = FakeSamsar()
+    service = ConversationService(samsar, MemoryStore(), ConversationConfig())
+    out = io.StringIO()
+    with create_pipe_input() as keys:
+        editor: PromptSession[str] = PromptSession(input=keys, output=DummyOutput())
+        bot = ConsoleBot(service, user_name="tester", image_dir=tmp_path, stdout=out, editor=editor)
+        keys.send_text("\x03")  # Ctrl-C, read as a key by the editor
+        async with service.worker.serving(), asyncio.timeout(10):
+            await bot.run()
+    assert out.getvalue().rstrip().endswith("Bye.") and samsar.calls == []
