@@ -232,6 +232,7 @@ def _commit(
     user = state.users[user_key] if user_key else None
     session.turns += 1
     response_id = new_id("resp")
+    earlier = next((h.text for h in reversed(session.history) if h.role == "user"), None)
     for message in messages:
         session.history.append(HistoryEntry(message.role, message.text, len(message.images)))
     output: list[dict[str, Any]] = []
@@ -259,7 +260,9 @@ def _commit(
         notes = [(m.role, m.text) for m in messages if m.role in ("developer", "system")]
         images_in = sum(len(m.images) for m in messages)
         picture = f"{plan.size} {plan.fmt}{', edited' if edited else ''}" if plan else None
-        text = reply_text(session.turns, directives.text, persona, notes, images_in, picture)
+        text = reply_text(
+            session.turns, directives.text, persona, notes, images_in, picture, earlier
+        )
     session.history.append(HistoryEntry("assistant", text, response_id=response_id))
     session.response_ids.append(response_id)
     output.append(

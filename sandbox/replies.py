@@ -48,6 +48,11 @@ def shorten(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def without_directives(raw: str) -> str:
+    """The text as a member would read it: test directives taken out."""
+    return " ".join(_NOISE.sub("", _SLOW.sub("", _LONG.sub("", raw))).split())
+
+
 def reply_text(
     turn: int,
     text: str,
@@ -55,9 +60,13 @@ def reply_text(
     notes: list[tuple[str, str]],
     images_in: int,
     picture: str | None,
+    earlier: str | None = None,
 ) -> str:
-    """`Sandbox reply #n: <text>` plus what reached the session (persona, developer notes…)."""
+    """`Sandbox reply #n: <text>` plus what reached the session: the question asked before in
+    it (its memory at work), the persona, developer notes, images in and out."""
     parts = [f"Sandbox reply #{turn}: {text}".rstrip()]
+    if earlier:
+        parts.append(f"(you asked before: “{shorten(without_directives(earlier))}”)")
     if persona:
         parts.append(f"(persona: {shorten(persona)})")
     parts.extend(f"({role}: {shorten(note)})" for role, note in notes)

@@ -166,7 +166,11 @@ async def test_completion_is_deterministic(client: httpx.AsyncClient) -> None:
     follow_up = await complete(client, first, "And again")
     assert one.json()["output_text"] == other.json()["output_text"]
     assert one.json()["output_text"] == "Sandbox reply #1: Hello there"
-    assert follow_up.json()["output_text"] == "Sandbox reply #2: And again"
+    # Its memory at work: the second answer recalls the first question of the session.
+    assert (
+        follow_up.json()["output_text"]
+        == "Sandbox reply #2: And again (you asked before: “Hello there”)"
+    )
     body = one.json()
     assert body["object"] == "response" and body["status"] == "completed"
     assert body["id"].startswith("resp_")
