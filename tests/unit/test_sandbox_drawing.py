@@ -38,7 +38,7 @@ def test_an_edit_applies_its_instruction_to_the_earlier_picture() -> None:
     night = picture(draw("make it night", "256x256", base=sunny))
     assert brightness(night) < brightness(picture(sunny)) * 0.6
     redder = picture(draw("make it red", "256x256", base=sunny))
-    r, g, b = redder.getpixel((4, 4))  # the sky, tinted towards red
+    r, _, b = redder.getpixel((4, 4))  # the sky, tinted towards red
     assert r > COLOURS["blue"][0] + 60 and b < COLOURS["blue"][2] - 60
 
 
