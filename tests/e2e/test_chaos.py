@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -37,6 +38,7 @@ MEMBERS = (sp.ALICE, sp.BOB, sp.ADA)
 KILL_EVERY = (2.0, 4.0)  # seconds between kills, drawn at random
 ACK_WAIT = 4.0  # an envelope not acknowledged by then is sent again, as Slack does
 SEED = 20261203
+_ANSWER = re.compile(r"Sandbox reply #\d+: (chaos-\d+-\d+)\b")
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Run:
 
     def answers(self, turn: Turn) -> list[Message]:
         posts = self.fake.thread(sp.CHANNEL, turn.root)
-        return [m for m in posts if turn.marker in m.section_text() + m.text]
+        return [m for m in posts if answer_to(m) == turn.marker]
 
     def all_answered(self) -> bool:
         now = time.monotonic()
@@ -131,6 +133,13 @@ class Run:
             if turn.answered_at is None and self.answers(turn):
                 turn.answered_at = now
         return len(self.turns) == THREADS * TURNS and all(t.answered_at for t in self.turns)
+
+
+def answer_to(post: Message) -> str | None:
+    """The marker of the turn a post answers (the sandbox also recalls the question before,
+    so a later answer holds an earlier marker too: only the one it answers counts)."""
+    found = _ANSWER.match(post.section_text())
+    return found.group(1) if found else None
 
 
 def acked(fake: FakeSlack, envelope: str) -> Callable[[], bool]:
@@ -209,7 +218,9 @@ def check(run: Run, setup: Setup, rows: list[dict[str, object]]) -> None:
         ours = [t for t in run.turns if t.thread == thread]
         posts = run.fake.thread(sp.CHANNEL, ours[0].root)
         assert all("Thinking" not in m.section_text() for m in posts), posts  # no placeholder left
-        order = [next(t.index for t in ours if t.marker in m.section_text()) for m in posts]
+        markers = [answer_to(m) for m in posts]
+        assert None not in markers, posts  # every post is an answer: no note left behind
+        order = [next(t.index for t in ours if t.marker == marker) for marker in markers]
         assert order == list(range(TURNS)), (thread, order)  # in the thread's order
 
 
