@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
 from bots.console.bot import ConsoleBot
+from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
 from core.errors import (
     AuthenticationFailed,
@@ -136,7 +137,16 @@ def run() -> None:
         )
 
     async def main() -> None:
-        async with wire(settings) as wired:
+        async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
+            if settings.health_port is not None:
+                await stack.enter_async_context(
+                    health_server(
+                        settings.health_host,
+                        settings.health_port,
+                        platforms=[name for name, _, _ in platforms],
+                        database=wired.store.db.ping,
+                    )
+                )
             await serve(
                 [
                     Platform(name, partial(runner, wired), fatal)

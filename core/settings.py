@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     # Seconds `samsar-bot run` lets running turns finish after SIGTERM/SIGINT
     shutdown_grace: float = Field(120.0, ge=0)
+    # `samsar-bot run`'s /healthz, /readyz and /metrics (unset: not served)
+    health_port: int | None = Field(None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
 
     # Console bot
     console_image_dir: Path = Path("./images")

@@ -98,6 +98,10 @@ class Database:
         with self._sync.begin() as conn:
             return work(conn, *args, **kwargs)
 
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query (for readiness checks)."""
+        await self.run_autocommit(_ping)
+
     async def close(self) -> None:
         """Finish queued units, then close the SQLite thread's connections."""
         if self._thread is not None and self._sync is not None:
@@ -114,3 +118,7 @@ def _sqlite_sync_engine(engine: AsyncEngine) -> Engine:
     sync = create_sync_engine(url, pool_size=1, max_overflow=0, pool_reset_on_return=None)
     event.listen(sync, "connect", sqlite_pragmas)
     return sync
+
+
+def _ping(conn: Connection) -> None:
+    conn.exec_driver_sql("SELECT 1")

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
+from bots import health
 from bots.bootstrap import App, MissingSettingError
 from bots.discord import errors
 from bots.discord.attachments import DISCORD_CDN_ORIGINS, AttachmentFetcher
@@ -117,6 +118,18 @@ class SamsarDiscordBot(commands.Bot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: the messages cog handles what members write."""
+
+    async def on_ready(self) -> None:
+        """Connected: ready for /readyz."""
+        health.connected(PLATFORM, True)
+
+    async def on_resumed(self) -> None:
+        """Connected again after a blip."""
+        health.connected(PLATFORM, True)
+
+    async def on_disconnect(self) -> None:
+        """Lost the gateway (discord.py reconnects by itself)."""
+        health.connected(PLATFORM, False)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """A gateway event handler failed: answer the member's message when there is one."""

@@ -15,6 +15,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots import health
 from bots.bootstrap import App, MissingSettingError
 from bots.slack.app import SlackBot, SlackOptions
 from bots.slack.intake import Intake
@@ -55,8 +56,10 @@ async def serving_http(bot: SlackBot, *, host: str, port: int) -> AsyncIterator[
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{bound_host}:{bound_port}"
         log.info("slack http listening", extra={"url": url, "path": EVENTS_PATH})
+        health.connected("slack", True)
         yield url
     finally:
+        health.connected("slack", False)
         await runner.cleanup()
 
 
@@ -103,8 +106,10 @@ async def socket_mode(bot: SlackBot, app_token: str) -> AsyncIterator[AsyncSocke
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("slack socket mode connected")
+        health.connected("slack", True)
         yield handler
     finally:
+        health.connected("slack", False)
         await handler.close_async()  # type: ignore[no-untyped-call]
 
 

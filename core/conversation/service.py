@@ -7,6 +7,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from core import metrics
 from core.conversation.admin import AdminActions
 from core.conversation.limits import InputLimits, check_image_options, check_text
 from core.conversation.locks import KeyedLocks
@@ -123,12 +124,14 @@ class ConversationService:
             log.info("member over their rate", extra={"user_key": request.user.key})
             raise SlowDown(recorded.wait)
         if not recorded.written:
+            metrics.duplicate(request.thread.platform)
             log.info(
                 "duplicate event dropped",
                 extra={"event_key": event_key, "thread_key": request.thread.key},
             )
             return None
         self.worker.recorded(turn)
+        metrics.event(request.thread.platform, request.kind.value)
         return turn
 
     async def turn_of(self, event_key: str) -> Turn | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
+from core import metrics
 from core.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -351,6 +352,8 @@ class SamsarClient:
             status, outcome, error = exc.status, type(exc).__name__, exc
             raise
         finally:
+            seconds = time.perf_counter() - started
+            metrics.samsar_call(route, seconds, None if error is None else type(error).__name__)
             fields: dict[str, object] = {
                 "samsar_method": request.method,
                 "samsar_route": route,

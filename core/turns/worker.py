@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from core import metrics
 from core.errors import BotError, Undeliverable, Unexpected
 from core.models import Reply, Turn, TurnRequest, TurnStatus
 from core.ports import TurnChannel, TurnLedger
@@ -175,6 +176,7 @@ class TurnWorker:
             turns = await self._ledger.claim_some(
                 self.owner, list(self._channels), self._config.lease, free
             )
+            metrics.RUNNING.set(len(self._running) + len(turns))
             for turn in turns:
                 self._line.pop(turn.turn_id, None)
                 task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
@@ -185,6 +187,7 @@ class TurnWorker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task.get_name().removeprefix("turn:"), None)
+        metrics.RUNNING.set(len(self._running))
         self.wake()
 
     async def _show_line(self) -> None:
@@ -198,6 +201,7 @@ class TurnWorker:
             places[item.turn.turn_id] = (item.turn, None if item.behind else ahead)
         for turn_id in [t for t in self._line if t not in places]:
             del self._line[turn_id]  # started (here or elsewhere), or beyond what is shown
+        metrics.WAITING.set(len(self._line))
         for item in waiting:
             turn, place = places[item.turn.turn_id]
             shown = self._line.get(turn.turn_id, place)
@@ -231,6 +235,7 @@ class TurnWorker:
             if turn.status is TurnStatus.RUNNING or outcome is None:
                 if turn.runs > 1:
                     log.info("turn resumed", extra={"turn_id": turn.turn_id, "runs": turn.runs})
+                    metrics.RECOVERED.inc()
                 outcome = await self._run(turn, request, channel, posted)
                 started = turn.created_at or self._now()
                 latency = int((self._now() - started).total_seconds() * 1000)
@@ -278,6 +283,7 @@ class TurnWorker:
                 extra={**_ids(turn), "attempt": attempts, "error": repr(exc), "final": last},
             )
             if not last:
+                metrics.DELIVERY_RETRIES.inc()
                 wait = min(
                     self._config.delivery_wait * 2 ** (attempts - 1), self._config.delivery_max_wait
                 )
@@ -310,6 +316,10 @@ def _ids(turn: Turn) -> dict[str, str]:
 
 
 def _log_outcome(turn: Turn, outcome: Reply | BotError, latency: int) -> None:
+    answered = isinstance(outcome, Reply)
+    charged = outcome.credits.charged if isinstance(outcome, Reply) else None
+    name = "answered" if answered else type(outcome).__name__
+    metrics.turn_ended(turn.kind, name, latency / 1000, charged)
     if isinstance(outcome, Reply):
         log.info(
             "turn done",
