@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -31,9 +32,10 @@ from core.models import (
     CompletionRequest,
     Credits,
     ExternalIdentity,
+    GeneratedImage,
     LoginLink,
 )
-from core.offload import BIG, offload
+from core.offload import BIG, Parcel, offload, receive
 from core.samsar import wire
 from core.samsar.completion import (
     decode_completion_file,
@@ -212,7 +214,8 @@ class SamsarClient:
                 raise MalformedResponse(
                     f"POST {route}: {decoded}", status=reply.status, request_id=reply.request_id
                 )
-            read, images, problems = decoded
+            read, parcels, problems = decoded
+            images = await _unpacked(parcels)
             if read.skipped:
                 note_skipped(read)
             if problems:
@@ -418,6 +421,22 @@ class SamsarClient:
                 f"{where}: response body is not a JSON object", status=status, request_id=request_id
             )
         return _Reply(status=status, body=body, request_id=request_id, credits=credits)
+
+
+async def _unpacked(
+    parcels: tuple[tuple[GeneratedImage, Parcel], ...],
+) -> tuple[GeneratedImage, ...]:
+    """The pictures a worker sent back, their bytes read from their parcels (the parcels not
+    read yet are removed when one fails or the turn is cancelled)."""
+    images: list[GeneratedImage] = []
+    try:
+        for image, parcel in parcels:
+            images.append(dataclasses.replace(image, data=await receive(parcel)))
+    except BaseException:
+        for _, parcel in parcels[len(images) :]:
+            parcel.discard()
+        raise
+    return tuple(images)
 
 
 async def _read(response: httpx.Response, *, spill: bool) -> bytearray | Path:
