@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 R = TypeVar("R", bound=wire.WireResponse)
+_Body = wire.WireBody | bytes | wire.PicturesBody
+"""A request body: a model to serialize, or the bytes or pictures body of a completion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +200,7 @@ class SamsarClient:
         self, user: ExternalIdentity, request: CompletionRequest, *, idempotency_key: str
     ) -> Completion:
         """POST external_users/assistant/completion, billed to the external user."""
-        body = wire.CompletionBody.build(request, _user(user))
+        body = wire.completion_content(request, _user(user))
         route = "external_users/assistant/completion"
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
         if reply.body is not None:
@@ -307,7 +309,7 @@ class SamsarClient:
         return Balance(remaining=remaining, credits=reply.credits)
 
     async def _post(
-        self, route: str, body: wire.WireBody, key: str, *, limit: float | None = None
+        self, route: str, body: _Body, key: str, *, limit: float | None = None
     ) -> _Reply:
         return await self._call("POST", route, body=body, idempotency_key=key, limit=limit)
 
@@ -316,7 +318,7 @@ class SamsarClient:
         method: str,
         route: str,
         *,
-        body: wire.WireBody | None = None,
+        body: _Body | None = None,
         query: str | None = None,
         idempotency_key: str | None = None,
         limit: float | None = None,
@@ -330,7 +332,9 @@ class SamsarClient:
             headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        content = body.to_json() if body is not None else None
+        content = body.to_json() if isinstance(body, wire.WireBody) else body
+        if isinstance(content, wire.PicturesBody):  # sent as made: its length told beforehand
+            headers["Content-Length"] = str(len(content))
         limit = limit if limit is not None else self._timeout
 
         async def attempt(number: int) -> _Reply:

@@ -31,9 +31,14 @@ def detect_image_format(data: bytes) -> tuple[str, str] | None:
 
 def data_url(image: InputImage) -> str:
     """A `data:<mime>;base64,...` URL; the mime comes from the bytes when they are recognised."""
+    return f"{data_url_start(image)}{base64.b64encode(image.data).decode('ascii')}"
+
+
+def data_url_start(image: InputImage) -> str:
+    """The `data:<mime>;base64,` that `data_url` puts before the picture's base64."""
     detected = detect_image_format(image.data)
     mime = detected[0] if detected else image.mime
-    return f"data:{mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return f"data:{mime};base64,"
 
 
 def read_generated_image(b64: str, revised_prompt: str | None = None) -> GeneratedImage | None:
