@@ -1,13 +1,21 @@
-"""Fitting a picture under Discord's upload limit with Pillow: re-encode first, then downscale."""
+"""Fitting a picture under Discord's upload limit with Pillow: re-encode first, then downscale.
+
+Re-encoding holds the GIL for the whole of a Pillow call (up to a second for a 4096² picture),
+so `fit` does it in a worker process, the picture going there and back in a parcel; a picture
+that fits already is never sent anywhere.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from bots.discord import texts
+from core.offload import Parcel, offload, receive, send
 from core.pictures import MAX_PIXELS, open_picture
 
 _QUALITIES = (90, 80, 70)
@@ -25,6 +33,25 @@ class Fitted:
     data: bytes
     filename: str
     note: str | None = None
+
+
+async def fit(data: bytes, filename: str, limit: int) -> Fitted:
+    """`fit_image` away from the event loop (raises CannotFit as it does)."""
+    if len(data) <= limit:
+        return Fitted(data, filename)
+    sent = await send(data)
+    try:
+        fitted, back = await offload(len(data), fit_parcel, sent, filename, limit)
+    finally:
+        await asyncio.to_thread(sent.discard)  # read already, unless the worker failed first
+    return dataclasses.replace(fitted, data=await receive(back))
+
+
+def fit_parcel(parcel: Parcel, filename: str, limit: int) -> tuple[Fitted, Parcel]:
+    """For a worker process: `fit_image` of the parcel's picture, the result's bytes sent back
+    in a parcel of their own (`data` left empty)."""
+    fitted = fit_image(parcel.unpack(), filename, limit)
+    return dataclasses.replace(fitted, data=b""), Parcel.pack(fitted.data)
 
 
 def fit_image(data: bytes, filename: str, limit: int) -> Fitted:

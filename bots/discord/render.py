@@ -11,9 +11,8 @@ import discord
 from bots import texts as shared
 from bots.discord import texts
 from bots.discord.chunks import MESSAGE_LIMIT, split_message
-from bots.discord.pictures import CannotFit, fit_image
+from bots.discord.pictures import CannotFit, fit
 from core.models import Reply, ReplyImage
-from core.offload import offload
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ async def _pictures(images: tuple[ReplyImage, ...], limit: int) -> list[Outgoing
     size = 0
     for image in images:
         try:
-            fitted = await offload(len(image.data), fit_image, image.data, image.filename, limit)
+            fitted = await fit(image.data, image.filename, limit)
         except CannotFit:
             log.warning("image too large to upload", extra={"bytes": len(image.data)})
             groups.append(Outgoing(texts.not_uploadable(image.filename, limit)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -32,9 +33,10 @@ from core.models import (
     CompletionRequest,
     Credits,
     ExternalIdentity,
+    GeneratedImage,
     LoginLink,
 )
-from core.offload import BIG, offload
+from core.offload import BIG, Parcel, offload, receive
 from core.samsar import wire
 from core.samsar.completion import (
     decode_completion_file,
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 R = TypeVar("R", bound=wire.WireResponse)
+_Body = wire.WireBody | bytes | wire.PicturesBody
+"""A request body: a model to serialize, or the bytes or pictures body of a completion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +201,7 @@ class SamsarClient:
         self, user: ExternalIdentity, request: CompletionRequest, *, idempotency_key: str
     ) -> Completion:
         """POST external_users/assistant/completion, billed to the external user."""
-        body = wire.CompletionBody.build(request, _user(user))
+        body = wire.completion_content(request, _user(user))
         route = "external_users/assistant/completion"
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
         if reply.body is not None:
@@ -213,7 +217,8 @@ class SamsarClient:
                 raise MalformedResponse(
                     f"POST {route}: {decoded}", status=reply.status, request_id=reply.request_id
                 )
-            read, images, problems = decoded
+            read, parcels, problems = decoded
+            images = await _unpacked(parcels)
             if read.skipped:
                 note_skipped(read)
             if problems:
@@ -305,7 +310,7 @@ class SamsarClient:
         return Balance(remaining=remaining, credits=reply.credits)
 
     async def _post(
-        self, route: str, body: wire.WireBody, key: str, *, limit: float | None = None
+        self, route: str, body: _Body, key: str, *, limit: float | None = None
     ) -> _Reply:
         return await self._call("POST", route, body=body, idempotency_key=key, limit=limit)
 
@@ -314,7 +319,7 @@ class SamsarClient:
         method: str,
         route: str,
         *,
-        body: wire.WireBody | None = None,
+        body: _Body | None = None,
         query: str | None = None,
         idempotency_key: str | None = None,
         limit: float | None = None,
@@ -328,7 +333,9 @@ class SamsarClient:
             headers["Content-Type"] = "application/json"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        content = body.to_json() if body is not None else None
+        content = body.to_json() if isinstance(body, wire.WireBody) else body
+        if isinstance(content, wire.PicturesBody):  # sent as made: its length told beforehand
+            headers["Content-Length"] = str(len(content))
         limit = limit if limit is not None else self._timeout
 
         async def attempt(number: int) -> _Reply:
@@ -421,6 +428,22 @@ class SamsarClient:
                 f"{where}: response body is not a JSON object", status=status, request_id=request_id
             )
         return _Reply(status=status, body=body, request_id=request_id, credits=credits)
+
+
+async def _unpacked(
+    parcels: tuple[tuple[GeneratedImage, Parcel], ...],
+) -> tuple[GeneratedImage, ...]:
+    """The pictures a worker sent back, their bytes read from their parcels (the parcels not
+    read yet are removed when one fails or the turn is cancelled)."""
+    images: list[GeneratedImage] = []
+    try:
+        for image, parcel in parcels:
+            images.append(dataclasses.replace(image, data=await receive(parcel)))
+    except BaseException:
+        for _, parcel in parcels[len(images) :]:
+            parcel.discard()
+        raise
+    return tuple(images)
 
 
 async def _read(response: httpx.Response, *, spill: bool) -> bytearray | Path:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.models import GeneratedImage, ImageProblem
-from core.samsar.images import read_generated_image
+from core.offload import Parcel
+from core.samsar.images import checked_image, decode_base64
 
 log = logging.getLogger(__name__)
 
@@ -96,29 +99,52 @@ def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-Decoded = tuple[ReadCompletion, tuple[GeneratedImage, ...], list[ImageProblem]]
+Parcelled = tuple[ReadCompletion, tuple[tuple[GeneratedImage, Parcel], ...], list[ImageProblem]]
+"""What a worker process makes of a completion body: the read body (its image calls without
+their base64), each picture with its bytes in a parcel (`data` left empty), and the problems."""
 
 
-def decode_completion_file(path: str) -> Decoded | str:
-    """`decode_completion` of a body kept in a file (for a worker process)."""
-    with open(path, "rb") as file:
-        return decode_completion(file.read())
+def decode_completion_file(path: str) -> Parcelled | str:
+    """For a worker process: the completion body kept in the file `path`, parsed and read, its
+    pictures decoded and checked, each sent back as a parcel; or what is wrong with the body.
+
+    A worker's logs go nowhere: the caller logs what the result says. Each big string is let
+    go as soon as it has been used, so that the worker holds less than three times a picture.
+    """
+    body = _load(path)
+    if isinstance(body, str):
+        return body
+    read = read_completion(body, log_skipped=False)
+    del body  # the base64 now lives in the calls alone, and goes as each is decoded
+    calls: list[ImageCall | None] = list(read.image_calls)
+    light = tuple(dataclasses.replace(call, result=None) for call in read.image_calls)
+    read = dataclasses.replace(read, image_calls=light)
+    parcels: list[tuple[GeneratedImage, Parcel]] = []
+    problems: list[ImageProblem] = []
+    for picture in each_picture(calls):
+        if isinstance(picture, ImageProblem):
+            problems.append(picture)
+        else:
+            parcels.append((dataclasses.replace(picture, data=b""), Parcel.pack(picture.data)))
+        del picture  # not held while the next one is decoded
+    return read, tuple(parcels), problems
 
 
-def decode_completion(content: bytes | bytearray) -> Decoded | str:
-    """A completion body's bytes, parsed, read and its pictures decoded and checked, in one
-    go (for a worker process: nothing here logs; the caller logs what the result says); or
-    what is wrong with the body. The image calls come back without their base64."""
+def _load(path: str) -> dict[str, Any] | str:
+    """The JSON object in the file; or what is wrong with it."""
     try:
-        body = json.loads(content, parse_constant=reject_constant)
+        body = json.loads(_text(path), parse_constant=reject_constant)
     except (ValueError, RecursionError):  # RecursionError: nested too deep
         return "response body is not JSON"
     if not isinstance(body, dict):
         return "response body is not a JSON object"
-    read = read_completion(body, log_skipped=False)
-    images, problems = pictures(read.image_calls)
-    light = tuple(dataclasses.replace(call, result=None) for call in read.image_calls)
-    return dataclasses.replace(read, image_calls=light), images, problems
+    return body
+
+
+def _text(path: str) -> str:
+    """The file decoded as json.loads decodes bytes; the bytes are let go on return."""
+    data = Path(path).read_bytes()
+    return data.decode(json.detect_encoding(data), "surrogatepass")
 
 
 def pictures(calls: tuple[ImageCall, ...]) -> tuple[tuple[GeneratedImage, ...], list[ImageProblem]]:
@@ -128,20 +154,37 @@ def pictures(calls: tuple[ImageCall, ...]) -> tuple[tuple[GeneratedImage, ...], 
     """
     images: list[GeneratedImage] = []
     problems: list[ImageProblem] = []
-    for call in calls:
-        if call.odd:
-            problems.append(ImageProblem.UNREADABLE)
-            continue
-        if call.result is None:
-            log.warning("image not made", extra={"image_status": call.status})
-            problems.append(ImageProblem.NOT_MADE)
-            continue
-        image = read_generated_image(call.result, call.revised_prompt)
-        if image is None:
-            problems.append(ImageProblem.UNREADABLE)
+    for picture in each_picture(list(calls)):
+        if isinstance(picture, ImageProblem):
+            problems.append(picture)
         else:
-            images.append(image)
+            images.append(picture)
     return tuple(images), problems
+
+
+def each_picture(calls: list[ImageCall | None]) -> Iterator[GeneratedImage | ImageProblem]:
+    """Each call's picture decoded and checked, or the problem of a missing one, in order.
+
+    Each call is taken out of `calls` as it is read, and its base64 let go once decoded,
+    before the picture's pixels are: a caller holding no other reference to the calls never
+    holds a picture's base64 and its pixels at once.
+    """
+    for index in range(len(calls)):
+        yield _picture(calls, index)
+
+
+def _picture(calls: list[ImageCall | None], index: int) -> GeneratedImage | ImageProblem:
+    call, calls[index] = calls[index], None
+    assert call is not None, "each call is read once"
+    if call.odd:
+        return ImageProblem.UNREADABLE
+    if call.result is None:
+        log.warning("image not made", extra={"image_status": call.status})
+        return ImageProblem.NOT_MADE
+    data, revised = decode_base64(call.result), call.revised_prompt
+    del call  # with it, the base64's last reference when `calls` held the only other one
+    image = checked_image(data, revised) if data is not None else None
+    return image if image is not None else ImageProblem.UNREADABLE
 
 
 def _message_text(item: dict[str, Any], index: int, skipped: list[str]) -> list[str]:

@@ -31,9 +31,14 @@ def detect_image_format(data: bytes) -> tuple[str, str] | None:
 
 def data_url(image: InputImage) -> str:
     """A `data:<mime>;base64,...` URL; the mime comes from the bytes when they are recognised."""
+    return f"{data_url_start(image)}{base64.b64encode(image.data).decode('ascii')}"
+
+
+def data_url_start(image: InputImage) -> str:
+    """The `data:<mime>;base64,` that `data_url` puts before the picture's base64."""
     detected = detect_image_format(image.data)
     mime = detected[0] if detected else image.mime
-    return f"data:{mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return f"data:{mime};base64,"
 
 
 def read_generated_image(b64: str, revised_prompt: str | None = None) -> GeneratedImage | None:
@@ -41,11 +46,24 @@ def read_generated_image(b64: str, revised_prompt: str | None = None) -> Generat
 
     CPU-bound (base64 and a full decode): call it off the event loop.
     """
+    data = decode_base64(b64)
+    return None if data is None else checked_image(data, revised_prompt)
+
+
+def decode_base64(b64: str) -> bytes | None:
+    """A picture's base64 (whitespace ignored) decoded; None, logged, when it is not base64."""
     try:
-        data = base64.b64decode("".join(b64.split()), validate=True)
+        # As b64decode(validate=True) does, without its copy of the text to bytes first:
+        # a2b_base64 reads an ASCII str where it lies (60 MB less for a 4096² picture).
+        return binascii.a2b_base64("".join(b64.split()), strict_mode=True)
     except (binascii.Error, ValueError):
         log.warning("generated image is not base64", extra={"chars": len(b64)})
         return None
+
+
+def checked_image(data: bytes, revised_prompt: str | None = None) -> GeneratedImage | None:
+    """Decoded bytes as a GeneratedImage when they are a PNG, JPEG, WebP or GIF that decodes;
+    None, logged, otherwise. CPU-bound (a full decode): call it off the event loop."""
     detected = detect_image_format(data)
     if detected is None:
         log.warning("generated image is no PNG, JPEG, WebP or GIF", extra={"bytes": len(data)})

@@ -14,15 +14,15 @@ from PIL import Image
 
 import core.samsar.client as client_module
 from core.models import CompletionRequest
-from core.offload import BIG
-from core.samsar.completion import Decoded, decode_completion_file
+from core.offload import BIG, parcel_directory
+from core.samsar.completion import Parcelled, decode_completion_file
 from core.samsar.retry import RetryPolicy
 from tests.unit.samsar_rig import KEY, USER, b64, ok, rigs
 
 REQUEST = CompletionRequest("sess-1", "draw")
 
 
-def decode_and_sign(path: str) -> Decoded | str:
+def decode_and_sign(path: str) -> Parcelled | str:
     """decode_completion_file, with the id of the process that ran it as the response id."""
     decoded = decode_completion_file(path)
     assert not isinstance(decoded, str)
@@ -31,8 +31,9 @@ def decode_and_sign(path: str) -> Decoded | str:
 
 
 def spilled() -> list[Path]:
-    """Bodies left in the temporary directory."""
-    return list(Path(tempfile.gettempdir()).glob("samsar-body-*"))
+    """Bodies and parcels left in the temporary directory."""
+    bodies = list(Path(tempfile.gettempdir()).glob("samsar-body-*"))
+    return bodies + list(Path(parcel_directory()).iterdir())
 
 
 def noisy_png(side: int) -> bytes:
