@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -11,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, database_url, wire
@@ -29,6 +32,7 @@ from core.settings import Settings
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Locals are never shown in tracebacks: they may hold secrets.
 app = typer.Typer(
@@ -40,6 +44,30 @@ app.add_typer(db_app, name="db")
 credits_app = typer.Typer(no_args_is_help=True, help="Members' Samsar credits.")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(credits_app, name="credits")
+
+
+def version() -> str:
+    """The installed samsar-bots version."""
+    try:
+        return importlib.metadata.version("samsar-bots")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"samsar-bot {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """samsar-bots: the Samsar assistant in Discord, Slack and a console."""
 
 
 def _settings() -> Settings:
@@ -135,6 +163,15 @@ def run() -> None:
             "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
             "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
         )
+
+    log.info(
+        "samsar-bot starting",
+        extra={
+            "version": version(),
+            "platforms": [name for name, _, _ in platforms],
+            "database": make_url(database_url(settings)).get_backend_name(),
+        },
+    )
 
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:

@@ -192,3 +192,8 @@ async def test_an_interrupted_grant_never_says_it_was_granted(tmp_path: Path) ->
     assert "Granted" not in out.decode()
     key = re.search(r"--idempotency-key (\w+)", err.decode())
     assert key is not None, err.decode()  # the key to run it again with, once
+
+
+async def test_version_is_printed(tmp_path: Path) -> None:
+    code, out, _ = await samsar_bot(tmp_path, "--version")
+    assert code == 0 and re.fullmatch(r"samsar-bot \d+\.\d+\.\d+\S*\n", out)

@@ -83,6 +83,10 @@ async def test_health_readiness_and_metrics_while_serving(setup: Setup, tmp_path
                 if metric(after, "samsar_bot_turns_total", kind="ask", outcome="answered"):
                     break
                 await asyncio.sleep(0.05)
+        started = bot.log()
+    # The start says what runs, never a secret.
+    assert "samsar-bot starting" in started and "platforms=['slack']" in started
+    assert "database='sqlite'" in started and "xoxb-" not in started
     assert metric(before, "samsar_bot_turns_total", kind="ask", outcome="answered") == 0
     assert metric(after, "samsar_bot_turns_total", kind="ask", outcome="answered") == 1
     assert metric(after, "samsar_bot_events_total", platform="slack", type="ask") == 1
