@@ -69,6 +69,7 @@ class Run:
     turns: list[Turn] = field(default_factory=list)
     kills: int = 0
     stopping: bool = False
+    starts: dict[Path, int] = field(default_factory=dict)  # by log: a restart appends to it
 
     def live(self) -> list[web.WebSocketResponse]:
         return [ws for ws in self.fake.socket.connections if not ws.closed]
@@ -121,7 +122,8 @@ class Run:
             await victim.kill()
             self.kills += 1
             await victim.start()
-            await ready(self.fake, victim, count=self.kills // 2 + 1)
+            self.starts[victim.log_path] = self.starts.get(victim.log_path, 1) + 1
+            await ready(self.fake, victim, count=self.starts[victim.log_path])
 
     def answers(self, turn: Turn) -> list[Message]:
         posts = self.fake.thread(sp.CHANNEL, turn.root)
