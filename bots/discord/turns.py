@@ -67,10 +67,9 @@ class DiscordTurns:
         route, sent = Route.load(turn.route), Sent.load(posted.value)
         if route.interaction is None or not route.interaction.alive():
             return
-        if not sent.waiting:
-            sent.waiting = True
-            if not await posted.save_while_waiting(sent.dump()):
-                return  # it started meanwhile: its worker shows the progress
+        sent.waiting = True
+        if not await posted.save_while_waiting(sent.dump()):
+            return  # it started meanwhile: its worker shows the progress
         await self._webhook(route).edit_message(
             _ORIGINAL, content=shared_texts.in_line(place), allowed_mentions=NO_PINGS
         )

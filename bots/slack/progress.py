@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # What a Web API call may raise once the client's own retries are spent (TimeoutError: no
 # answer within the client's timeout).
 WEB_API_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
+STOP_WITHIN = 15.0  # seconds an update in flight gets to finish before the answer goes
 
 
 def api_error(exc: SlackApiError) -> str | None:
@@ -73,6 +74,7 @@ class Progress:
         self._drawing = drawing
         self._every = every
         self._ticker: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self.placeholder_ts = placeholder_ts
 
     async def __aenter__(self) -> Progress:
@@ -103,14 +105,23 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # An update already sent is let finish (cancelling it would not unsend it, and it
+        # could then land after the answer and hide it); the next one never starts.
+        self._stop.set()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            try:
+                await asyncio.wait_for(asyncio.shield(self._ticker), STOP_WITHIN)
+            except TimeoutError:
+                self._ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._ticker
 
     async def _tick(self, started: float) -> None:
         while True:
-            await asyncio.sleep(self._every)  # the pace of updates, not a wait for an event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._every)
+            if self._stop.is_set():
+                return
             elapsed = time.monotonic() - started
             try:
                 if self._place.assistant:

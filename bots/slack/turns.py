@@ -69,7 +69,10 @@ class SlackTurns:
         if route.place.assistant:
             await self._renderer.status(route.place, text)
         elif sent.placeholder is not None:
-            await self._renderer.edit(route.place, sent.placeholder, text)
+            # Still waiting? (a worker elsewhere may have started it: then its answer owns
+            # the placeholder, and a late place in line must not land over it)
+            if await posted.save_while_waiting(sent.dump()):
+                await self._renderer.edit(route.place, sent.placeholder, text)
         else:
             sent.placeholder = await self._renderer.placeholder(route.place, text)
             if not await posted.save_while_waiting(sent.dump()):
