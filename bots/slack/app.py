@@ -25,7 +25,7 @@ from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
 from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
-from bots.slack.installation import Installation
+from bots.slack.installation import Home, Installation
 from bots.slack.intake import Intake
 from bots.slack.members import Members
 from bots.slack.progress import Place
@@ -39,9 +39,11 @@ from bots.slack.translate import (
     member_team,
     mentions,
     message_origin,
+    tenant_of,
     without_mention,
 )
 from bots.slack.turns import SlackTurns
+from bots.slack.workspaces import OneWorkspace, Workspace, WorkspaceParts
 from core.conversation.service import ConversationService
 from core.settings import Settings
 
@@ -94,21 +96,13 @@ class SlackBot:
         self.client = client
         self.tasks = Background()
         self._recent = RecentKeys()
-        installation = Installation(client)
-        members = Members(client, installation, ttl=options.member_ttl)
-        files = FileFetcher(
-            client,
-            max_bytes=settings.max_input_image_bytes,
-            origins=options.file_origins,
-            timeout=options.file_timeout,
+        self.workspaces = OneWorkspace(workspace_parts(settings, options)(client, None))
+        self.conversations = Conversations(
+            service, self.workspaces, max_files=settings.max_input_images
         )
-        renderer = Renderer(client)
-        self.conversations = Conversations(service, renderer, max_files=settings.max_input_images)
-        self.turns = SlackTurns(
-            client, members, files, renderer, progress_every=options.progress_every
-        )
-        self._commands = SlashCommands(service, self.conversations, members, client)
-        self._home = AppHome(service, members, client)
+        self.turns = SlackTurns(self.workspaces, progress_every=options.progress_every)
+        self._commands = SlashCommands(service, self.conversations)
+        self._home = AppHome(service, self.workspaces)
         secret = settings.slack_signing_secret
         # Listeners run before the acknowledgement: a member's message is recorded as a turn
         # first, so an acknowledged event is never lost, whatever happens to this process.
@@ -124,7 +118,9 @@ class SlackBot:
         self.app.event("assistant_thread_started")(self._on_assistant_thread)
         self.app.event("assistant_thread_context_changed")(self._ignore)
         self.app.command("/samsar")(self._on_command)
-        self.intake = Intake(self.app, installation, secret.get_secret_value() if secret else None)
+        self.intake = Intake(
+            self.app, self.workspaces.app_id, secret.get_secret_value() if secret else None
+        )
         service.worker.attach("slack", self.turns)
 
     def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
@@ -169,7 +165,8 @@ class SlackBot:
         if event.get("tab") != "home" or not isinstance(user, str) or not user:
             return
         team, enterprise = member_team(body), enterprise_of(body)
-        self.tasks.spawn(self._home.publish(team, user, enterprise), event_key=f"home:{user}")
+        home = self._home.publish(tenant_of(body), team, user, enterprise)
+        self.tasks.spawn(home, event_key=f"home:{user}")
 
     async def _on_assistant_thread(self, body: Body, request: AsyncBoltRequest) -> None:
         thread = _event(body).get("assistant_thread")
@@ -182,11 +179,14 @@ class SlackBot:
             return
         self.conversations.assistant_thread(channel, thread_ts)
         place = Place(channel, thread_ts, "", assistant=True)
-        self._start(
-            f"slack:assistant:{channel}:{thread_ts}",  # one greeting per thread, retries or not
-            request,
-            lambda: self.conversations.renderer.say(place, texts.GREETING),
-        )
+        tenant = tenant_of(body)
+
+        async def greet() -> None:
+            if renderer := await self.conversations.renderer(tenant):
+                await renderer.say(place, texts.GREETING)
+
+        # One greeting per thread, retries or not.
+        self._start(f"slack:assistant:{channel}:{thread_ts}", request, greet)
 
     async def _ignore(self) -> None:
         """Events the app subscribes to without acting on them."""
@@ -211,6 +211,27 @@ class SlackBot:
         except TimeoutError:
             log.warning("slack shutdown cut work short", extra={"pending": self.tasks.pending})
         await self.tasks.cancel()
+
+
+def workspace_parts(settings: Settings, options: SlackOptions) -> WorkspaceParts:
+    """How a workspace's members, files and posts are built around its client."""
+
+    def parts(client: AsyncWebClient, home: Home | None) -> Workspace:
+        installation = Installation(client, home=home)
+        return Workspace(
+            client=client,
+            installation=installation,
+            members=Members(client, installation, ttl=options.member_ttl),
+            files=FileFetcher(
+                client,
+                max_bytes=settings.max_input_image_bytes,
+                origins=options.file_origins,
+                timeout=options.file_timeout,
+            ),
+            renderer=Renderer(client),
+        )
+
+    return parts
 
 
 def _event(body: Body) -> dict[str, Any]:
