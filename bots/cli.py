@@ -83,9 +83,12 @@ def settings_problems(error: ValidationError) -> str:
     """One line per invalid setting: its variable and why, never its value (it may be secret)."""
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
-        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        name = "_".join(str(part) for part in problem["loc"]).upper()
         reason = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"Invalid setting {name}: {reason}.")
+        # A problem of several settings together names them itself.
+        lines.append(
+            f"Invalid setting {name}: {reason}." if name else f"Invalid settings: {reason}."
+        )
     return "\n".join(lines)
 
 
@@ -161,7 +164,9 @@ def run() -> None:
     if not platforms:
         raise _fail(
             "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
-            "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
+            "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack, or "
+            "SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET to serve every "
+            "workspace that installs the app."
         )
 
     log.info(
@@ -207,9 +212,10 @@ def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseExce
         from bots.discord.bot import run_discord
 
         platforms.append(("discord", run_discord, discord_fatal))
-    if settings.slack_bot_token is not None and (
+    one_workspace = settings.slack_bot_token is not None and (
         settings.slack_app_token is not None or settings.slack_signing_secret is not None
-    ):
+    )
+    if one_workspace or settings.slack_distributed:
         from bots.slack.transport import is_fatal as slack_fatal
         from bots.slack.transport import run_slack
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.conversation.limits import check_image_options
@@ -76,6 +83,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_port: int = 3000
+    # Distribution ("Add to Slack"): every workspace that installs the app, over HTTP
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_scopes: CommaList = ()  # default: the manifest's bot scopes
+    slack_redirect_uri: str | None = None
+    # Bot tokens of installations encrypted at rest (comma-separated: the first encrypts)
+    token_encryption_key: SecretStr | None = None
     # Where the platforms' APIs are (for proxies and tests; the defaults are the real ones).
     discord_api_url: str = DEFAULT_DISCORD_API_URL
     discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
@@ -96,7 +110,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("admin_user_keys", "discord_guild_ids", mode="before")
+    @field_validator("admin_user_keys", "discord_guild_ids", "slack_scopes", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -114,6 +128,32 @@ class Settings(BaseSettings):
         except InputRejected as exc:
             raise ValueError(exc.detail or "not a value the image tool takes") from None
         return str(getattr(checked, name))
+
+    @model_validator(mode="after")
+    def _one_slack_mode(self) -> Settings:
+        """One workspace (SLACK_BOT_TOKEN) or every workspace that installs the app
+        (SLACK_CLIENT_ID with its secret and the signing secret), never both."""
+        if self.slack_client_id is None and self.slack_client_secret is None:
+            return self
+        if self.slack_bot_token is not None:
+            raise ValueError(
+                "SLACK_BOT_TOKEN and SLACK_CLIENT_ID are both set: set SLACK_BOT_TOKEN for one "
+                "workspace, or SLACK_CLIENT_ID with SLACK_CLIENT_SECRET for every workspace that "
+                "installs the app, not both"
+            )
+        if self.slack_client_id is None or self.slack_client_secret is None:
+            raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both")
+        if self.slack_signing_secret is None:
+            raise ValueError(
+                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET: installed workspaces are served "
+                "over HTTP (Slack does not distribute Socket Mode apps)"
+            )
+        return self
+
+    @property
+    def slack_distributed(self) -> bool:
+        """Whether Slack serves every workspace that installs the app."""
+        return self.slack_client_id is not None
 
     @field_validator("samsar_base_url")
     @classmethod

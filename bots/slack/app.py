@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -19,10 +20,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.slack import texts
 from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
+from bots.slack.distribution import ROTATE_MINUTES, Distribution, distribution
 from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
 from bots.slack.installation import Home, Installation
@@ -43,7 +46,13 @@ from bots.slack.translate import (
     without_mention,
 )
 from bots.slack.turns import SlackTurns
-from bots.slack.workspaces import OneWorkspace, Workspace, WorkspaceParts
+from bots.slack.workspaces import (
+    InstalledWorkspaces,
+    OneWorkspace,
+    Workspace,
+    WorkspaceParts,
+    Workspaces,
+)
 from core.conversation.service import ConversationService
 from core.settings import Settings
 
@@ -63,7 +72,7 @@ class SlackOptions:
     file_timeout: float = 30.0  # seconds one member file may take to download
 
 
-def slack_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
+def slack_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
     """A Web API client that retries 429s after Retry-After, dropped connections and 5xx."""
     return AsyncWebClient(
         token=token,
@@ -86,17 +95,34 @@ class SlackBot:
         *,
         client: AsyncWebClient | None = None,
         options: SlackOptions = SlackOptions(),
+        engine: AsyncEngine | None = None,
     ) -> None:
-        if client is None:
-            if settings.slack_bot_token is None:
-                raise ValueError("SLACK_BOT_TOKEN is not set")
-            client = slack_client(
-                settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
-            )
-        self.client = client
         self.tasks = Background()
         self._recent = RecentKeys()
-        self.workspaces = OneWorkspace(workspace_parts(settings, options)(client, None))
+        parts = workspace_parts(settings, options)
+        self.distribution: Distribution | None = None
+        if settings.slack_distributed:
+            if engine is None:
+                raise ValueError("distribution keeps installations in the database: no engine")
+            # No token of its own: each request's comes from its workspace's installation.
+            client = client or slack_client(None, base_url=settings.slack_api_url)
+            self.distribution = distribution(settings, engine, client)
+            self.workspaces: Workspaces = InstalledWorkspaces(
+                self.distribution.installations,
+                partial(slack_client, base_url=str(client.base_url)),
+                parts,
+                rotator=self.distribution.rotator,
+                rotate_minutes=ROTATE_MINUTES,
+            )
+        else:
+            if client is None:
+                if settings.slack_bot_token is None:
+                    raise ValueError("SLACK_BOT_TOKEN is not set")
+                client = slack_client(
+                    settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+                )
+            self.workspaces = OneWorkspace(parts(client, None))
+        self.client = client
         self.conversations = Conversations(
             service, self.workspaces, max_files=settings.max_input_images
         )
@@ -106,12 +132,19 @@ class SlackBot:
         secret = settings.slack_signing_secret
         # Listeners run before the acknowledgement: a member's message is recorded as a turn
         # first, so an acknowledged event is never lost, whatever happens to this process.
+        dist = self.distribution
         self.app = AsyncApp(
             client=client,
             signing_secret=secret.get_secret_value() if secret else "",
             process_before_response=True,
             logger=_bolt_logger(),
+            oauth_settings=dist.oauth if dist else None,
+            installation_store=dist.installations if dist else None,
+            authorize=dist.authorize if dist else None,  # type: ignore[arg-type]
         )
+        if dist is not None:
+            # app_uninstalled, tokens_revoked: the workspace's tokens are deleted from the store.
+            self.app.enable_token_revocation_listeners()
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.event("app_home_opened")(self._on_home)
