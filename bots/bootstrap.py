@@ -27,6 +27,11 @@ class MissingSettingError(Exception):
     """A setting the chosen command needs is not set."""
 
 
+class SettingProblem(Exception):
+    """A setting is wrong in a way found only once the bot looks (its message is one line
+    for the operator, naming the setting; never a value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class App:
     """Everything a bot needs, alive for the duration of `wire()`."""

@@ -14,9 +14,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots import logs, texts
-from bots.bootstrap import App, MissingSettingError, database_url, wire
+from bots.bootstrap import App, MissingSettingError, SettingProblem, database_url, wire
 from bots.console.bot import ConsoleBot
 from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
@@ -29,6 +30,7 @@ from core.errors import (
 )
 from core.models import ChatUser
 from core.settings import Settings
+from storage.store import open_store
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -44,6 +46,10 @@ app.add_typer(db_app, name="db")
 credits_app = typer.Typer(no_args_is_help=True, help="Members' Samsar credits.")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(credits_app, name="credits")
+slack_app = typer.Typer(
+    no_args_is_help=True, help="Slack distribution: installed workspaces and their tokens."
+)
+app.add_typer(slack_app, name="slack")
 
 
 def version() -> str:
@@ -112,6 +118,8 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str, again: str | None = No
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
+    except SettingProblem as exc:
+        raise _fail(str(exc)) from None
     except AuthenticationFailed:
         raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
     except (SamsarTimeout, SamsarUnreachable, UpstreamError) as exc:
@@ -180,6 +188,7 @@ def run() -> None:
 
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
+            await _check_token_keys(settings, wired.store.db.engine)
             if settings.health_port is not None:
                 await stack.enter_async_context(
                     health_server(
@@ -202,6 +211,19 @@ def run() -> None:
         _execute(main(), needs="to run the bots")
     except AllPlatformsFailed as exc:
         raise _fail(f"Every platform stopped for good ({exc}); see the log above.") from None
+
+
+async def _check_token_keys(settings: Settings, engine: AsyncEngine) -> None:
+    """With TOKEN_ENCRYPTION_KEY, every stored Slack token must open: a wrong key is said at
+    start, never found later as workspaces that seem not installed."""
+    if settings.token_encryption_key is None or not settings.slack_distributed:
+        return
+    from bots.slack.sealing import WrongKey, check_keys, keys
+
+    try:
+        await check_keys(engine, keys(settings.token_encryption_key.get_secret_value()))
+    except WrongKey as exc:
+        raise SettingProblem(str(exc)) from None
 
 
 def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseException], bool]]]:
@@ -313,6 +335,61 @@ def credits_grant(
 
     remaining = _execute(grant(), needs="to grant credits", again=key)
     typer.echo(f"Granted {credits} credits to {user.key}. {texts.balance_text(remaining)}")
+
+
+@slack_app.command("workspaces")
+def slack_workspaces() -> None:
+    """List the workspaces the Slack app is installed in (tokens are never shown)."""
+    from bots.slack.distribution import installed
+
+    settings = _settings()
+
+    async def main() -> list[Any]:
+        async with open_store(database_url(settings), pool_size=2) as store:
+            return await installed(store.db.engine, settings.slack_client_id)
+
+    found = _execute(main(), needs="") or []
+    if not found:
+        typer.echo("No workspace has installed the app.")
+    for item in found:
+        where = f"org {item.enterprise_id}" if item.org_install else item.team_id
+        within = (
+            f" (org {item.enterprise_id})" if item.enterprise_id and not item.org_install else ""
+        )
+        typer.echo(
+            f"{where}{within}  {item.name or '-'}  installed {item.installed_at:%Y-%m-%d %H:%M} UTC"
+            f"  scopes: {item.scopes or '-'}"
+        )
+
+
+@slack_app.command("rotate-key")
+def slack_rotate_key() -> None:
+    """Encrypt every stored Slack token again with the first TOKEN_ENCRYPTION_KEY (the others
+    still decrypt until this has run); tokens stored in clear get encrypted too."""
+    from bots.slack.sealing import WrongKey, keys, reseal
+
+    settings = _settings()
+    if settings.token_encryption_key is None:
+        raise _fail("Set TOKEN_ENCRYPTION_KEY (new key first, then the old ones) to rotate.")
+    fernet = keys(settings.token_encryption_key.get_secret_value())
+
+    async def main() -> int:
+        async with open_store(database_url(settings), pool_size=2) as store:
+            try:
+                return await reseal(store.db.engine, fernet)
+            except WrongKey as exc:
+                raise SettingProblem(str(exc)) from None
+
+    rows = _execute(main(), needs="")
+    typer.echo(f"Re-encrypted the tokens of {rows or 0} installation rows with the first key.")
+
+
+@slack_app.command("new-key")
+def slack_new_key() -> None:
+    """Print a fresh key for TOKEN_ENCRYPTION_KEY."""
+    from bots.slack.sealing import new_key
+
+    typer.echo(new_key())
 
 
 def member_from_key(key: str) -> ChatUser:

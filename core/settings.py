@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from cryptography.fernet import Fernet
 from pydantic import (
     AliasChoices,
     Field,
@@ -128,6 +129,23 @@ class Settings(BaseSettings):
         except InputRejected as exc:
             raise ValueError(exc.detail or "not a value the image tool takes") from None
         return str(getattr(checked, name))
+
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """Every comma-separated part is a Fernet key (the error never shows one)."""
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
+        try:
+            for part in parts or [""]:
+                Fernet(part)
+        except ValueError:
+            raise ValueError(
+                "not Fernet keys (each 32 url-safe base64 bytes, comma-separated; make one "
+                "with `samsar-bot slack new-key`)"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _one_slack_mode(self) -> Settings:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+import sqlalchemy as sa
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
@@ -20,7 +22,9 @@ from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bots.slack.sealing import SealedInstallationStore, keys
 from core.settings import DEFAULT_SLACK_API_URL, Settings
+from storage.slack_tables import slack_bots
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,16 @@ class Distribution:
     client_id: str
 
 
+def installation_store(settings: Settings, engine: AsyncEngine) -> AsyncSQLAlchemyInstallationStore:
+    """slack_sdk's store on our engine; tokens encrypted when TOKEN_ENCRYPTION_KEY is set."""
+    client_id = settings.slack_client_id or ""
+    logger = logging.getLogger("bots.slack.bolt")
+    if settings.token_encryption_key is None:
+        return AsyncSQLAlchemyInstallationStore(client_id, engine, logger=logger)
+    fernet = keys(settings.token_encryption_key.get_secret_value())
+    return SealedInstallationStore(client_id, engine, fernet, logger=logger)
+
+
 def distribution(settings: Settings, engine: AsyncEngine, client: AsyncWebClient) -> Distribution:
     """The stores on our database, bolt's OAuth settings, and the authorize step (which asks
     auth.test once per token, not once per event)."""
@@ -72,7 +86,7 @@ def distribution(settings: Settings, engine: AsyncEngine, client: AsyncWebClient
     client_id = settings.slack_client_id
     secret = settings.slack_client_secret.get_secret_value()
     logger = logging.getLogger("bots.slack.bolt")
-    installations = AsyncSQLAlchemyInstallationStore(client_id, engine, logger=logger)
+    installations = installation_store(settings, engine)
     states = AsyncSQLAlchemyOAuthStateStore(STATE_SECONDS, engine, logger=logger)
     oauth = AsyncOAuthSettings(
         client_id=client_id,
@@ -102,3 +116,35 @@ def distribution(settings: Settings, engine: AsyncEngine, client: AsyncWebClient
     )
     rotator = AsyncTokenRotator(client_id=client_id, client_secret=secret, client=client)
     return Distribution(installations, oauth, authorize, rotator, client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """One installed workspace (or Grid org), for the operator: never its token."""
+
+    team_id: str | None
+    enterprise_id: str | None
+    name: str | None
+    installed_at: datetime
+    scopes: str | None
+    org_install: bool
+
+
+async def installed(engine: AsyncEngine, client_id: str | None) -> list[Installed]:
+    """The workspaces the app is installed in now (their latest bot), oldest install first."""
+    bots = slack_bots
+    query = sa.select(
+        bots.c.team_id,
+        bots.c.enterprise_id,
+        sa.func.coalesce(bots.c.team_name, bots.c.enterprise_name),
+        bots.c.installed_at,
+        bots.c.bot_scopes,
+        bots.c.is_enterprise_install,
+    ).order_by(bots.c.installed_at)
+    if client_id is not None:
+        query = query.where(bots.c.client_id == client_id)
+    latest: dict[tuple[str | None, str | None], Installed] = {}
+    async with engine.connect() as conn:
+        for row in (await conn.execute(query)).all():
+            latest[(row[0], row[1])] = Installed(row[0], row[1], row[2], row[3], row[4], row[5])
+    return sorted(latest.values(), key=lambda found: found.installed_at)

@@ -8,6 +8,7 @@ another workspace's channel (`channel_not_found`) or a revoked one (`token_revok
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import re
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from bots.slack.distribution import DEFAULT_SCOPES
+from bots.slack.sealing import new_key
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from tests.e2e.processes import BIN, BotProcess, Setup, bot_process
@@ -300,3 +302,63 @@ def test_the_default_scopes_are_the_manifests() -> None:
     block = readme.split("scopes:\n    bot:\n", 1)[1].split("settings:", 1)[0]
     manifest = re.findall(r"^\s+- ([a-z_:.]+)", block, flags=re.MULTILINE)
     assert tuple(manifest) == DEFAULT_SCOPES
+
+
+async def cli(d: Deployment, *args: str, **env: str) -> tuple[int, str]:
+    """`samsar-bot <args>` on the deployment's database; its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN),
+        *args,
+        env=d.setup.env() | d.env(**env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+def stored_bytes(tmp_path: Path) -> bytes:
+    """Everything SQLite holds on disk for the bot's database (its WAL too)."""
+    return b"".join(path.read_bytes() for path in tmp_path.glob("bot.db*"))
+
+
+async def test_tokens_are_encrypted_at_rest_and_a_key_rotation_keeps_every_workspace(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    old, new, stranger = new_key(), new_key(), new_key()
+    async with bot_process(d.setup, tmp_path / "1.log", d.env(TOKEN_ENCRYPTION_KEY=old)) as bot:
+        await d.started(bot)
+        await d.install(ACME)
+        at = await d.mention(ACME, "sealed acme")
+        await d.answer(ACME, at, "sealed acme")
+    acme = d.fake.token_of("T0ACME")
+    assert acme.encode() not in stored_bytes(tmp_path) and b"xoxb-" not in stored_bytes(tmp_path)
+
+    # The new key first, the old one still there: old and new installations are served.
+    both = f"{new},{old}"
+    async with bot_process(d.setup, tmp_path / "2.log", d.env(TOKEN_ENCRYPTION_KEY=both)) as bot:
+        await d.started(bot)
+        await d.install(GLOBEX)
+        for workspace in (ACME, GLOBEX):
+            at = await d.mention(workspace, f"two keys {workspace.name}")
+            await d.answer(workspace, at, f"two keys {workspace.name}")
+
+    code, out = await cli(d, "slack", "rotate-key", TOKEN_ENCRYPTION_KEY=both)
+    assert code == 0 and "Re-encrypted" in out, out
+    code, out = await cli(d, "slack", "workspaces", TOKEN_ENCRYPTION_KEY=new)
+    assert code == 0 and "T0ACME" in out and "T0GLOBEX" in out and "Globex" in out, out
+    assert "xox" not in out and "gAAAA" not in out
+
+    # Rotated: the new key alone serves both; a key that opens nothing stops the start.
+    async with bot_process(d.setup, tmp_path / "3.log", d.env(TOKEN_ENCRYPTION_KEY=new)) as bot:
+        await d.started(bot)
+        for workspace in (ACME, GLOBEX):
+            at = await d.mention(workspace, f"new key {workspace.name}")
+            await d.answer(workspace, at, f"new key {workspace.name}")
+    code, out = await cli(d, "run", TOKEN_ENCRYPTION_KEY=stranger)
+    assert code == 2 and "TOKEN_ENCRYPTION_KEY cannot decrypt" in out, out
+    assert "Traceback" not in out and stranger not in out and new not in out
+    assert d.fake.token_of("T0GLOBEX").encode() not in stored_bytes(tmp_path)
