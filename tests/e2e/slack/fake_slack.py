@@ -67,7 +67,9 @@ class FakeSlack:
         self.approver: FakeWorkspace | None = None
         self.denies = False
         self.rotating = False  # issue expiring tokens with refresh tokens (token rotation)
+        self.token_lifetime = 43200  # seconds a rotating token lives (Slack: 12 hours)
         self.codes: dict[str, FakeWorkspace] = {}
+        self.issued: list[str] = []  # bot tokens in the order they were issued
         self.refresh_tokens: dict[str, FakeWorkspace] = {}
         self.authorize_requests: list[dict[str, str]] = []
         self._stopping = asyncio.Event()
@@ -194,11 +196,12 @@ class FakeSlack:
         """A new bot token for `workspace` (with a refresh token when rotation is on)."""
         token = f"xoxb-{workspace.team_id or workspace.enterprise_id}-{self.next_id('t')}"
         self.tokens[token] = workspace
+        self.issued.append(token)
         issued: dict[str, Any] = {"access_token": token}
         if self.rotating:
             refresh = f"xoxe-1-{self.next_id('r')}"
             self.refresh_tokens[refresh] = workspace
-            issued |= {"refresh_token": refresh, "expires_in": 43200}
+            issued |= {"refresh_token": refresh, "expires_in": self.token_lifetime}
         return issued
 
     def _oauth_access(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from bots.slack.distribution import DEFAULT_SCOPES
 from bots.slack.sealing import new_key
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
-from tests.e2e.processes import BIN, BotProcess, Setup, bot_process
+from tests.e2e.processes import BIN, BotProcess, Setup, bot_process, completion_in_flight
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_records import (
     APP_ID,
@@ -42,7 +42,9 @@ from tests.e2e.slack.fake_slack import FakeSlack, json_body, post_signed, runnin
 ALICE = sp.ALICE  # the same Slack user id in both workspaces: two different people
 ACME = FakeWorkspace("T0ACME", "Acme")
 GLOBEX = FakeWorkspace("T0GLOBEX", "Globex")
-CHANNELS = {ACME.team_id: "C0ACME", GLOBEX.team_id: "C0GLOBEX"}
+ORG = FakeWorkspace(None, "Fake Org", enterprise_id="E0ORG", org_install=True)
+ORG_TEAM = "T0ORGA"  # a workspace of the org, served by the org-wide installation
+CHANNELS = {ACME.team_id: "C0ACME", GLOBEX.team_id: "C0GLOBEX", ORG.enterprise_id: "C0ORGA"}
 
 
 def free_port() -> int:
@@ -114,7 +116,7 @@ class Deployment:
 
     async def answer(self, workspace: FakeWorkspace, at: str, marker: str) -> Any:
         """The answer in the thread of the mention at `at`, once it is there."""
-        channel = CHANNELS[workspace.team_id]
+        channel = channel_of(workspace)
 
         def found() -> Any:
             for message in self.fake.thread(channel, at):
@@ -126,11 +128,22 @@ class Deployment:
         return found()
 
     def charged(self, workspace: FakeWorkspace, user: str = ALICE) -> int:
+        """Credits charged to the member `user` of `workspace` (a Grid member: of the org)."""
         state = self.setup.sandbox.state
-        return state.charged_total("slack", f"slack:{workspace.team_id}:{user}")
+        space = workspace.enterprise_id or workspace.team_id
+        return state.charged_total("slack", f"slack:{space}:{user}")
 
     def posts_with(self, token: str) -> list[Any]:
         return [c for c in self.fake.calls if c.token == token and c.method.startswith("chat.")]
+
+
+def team_of(workspace: FakeWorkspace) -> str:
+    """The workspace events come from (for an org-wide install: one of the org's)."""
+    return workspace.team_id or ORG_TEAM
+
+
+def channel_of(workspace: FakeWorkspace) -> str:
+    return CHANNELS[workspace.team_id or workspace.enterprise_id]
 
 
 def mention_event(workspace: FakeWorkspace, text: str, user: str, at: str) -> dict[str, Any]:
@@ -139,24 +152,25 @@ def mention_event(workspace: FakeWorkspace, text: str, user: str, at: str) -> di
         "user": user,
         "text": f"<@{BOT_USER}> {text}",
         "ts": at,
-        "channel": CHANNELS[workspace.team_id],
-        "team": workspace.team_id,
+        "channel": channel_of(workspace),
+        "team": team_of(workspace),
     }
 
 
 def event(workspace: FakeWorkspace, inner: dict[str, Any]) -> dict[str, Any]:
-    """An event_callback envelope from `workspace`."""
+    """An event_callback envelope from `workspace`, as Slack sends it to this app."""
     body = sp.callback(inner)
-    body["team_id"] = workspace.team_id
+    body["team_id"] = team_of(workspace)
     body["api_app_id"] = APP_ID
-    body["authorizations"] = [
-        {
-            "team_id": workspace.team_id,
-            "user_id": BOT_USER,
-            "is_bot": True,
-            "is_enterprise_install": False,
-        }
-    ]
+    grant: dict[str, Any] = {
+        "team_id": None if workspace.org_install else workspace.team_id,
+        "user_id": BOT_USER,
+        "is_bot": True,
+        "is_enterprise_install": workspace.org_install,
+    }
+    if workspace.enterprise_id:
+        body["enterprise_id"] = grant["enterprise_id"] = workspace.enterprise_id
+    body["authorizations"] = [grant]
     return body
 
 
@@ -166,9 +180,9 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
         fake = await stack.enter_async_context(running_fake_slack())
         fake.add_user(ALICE, "Alice")
-        for team, channel in CHANNELS.items():
-            assert team is not None
-            fake.channel_teams[channel] = team
+        for owner, channel in CHANNELS.items():
+            assert owner is not None
+            fake.channel_teams[channel] = owner
         url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         yield Deployment(Setup(sandbox, url, tmp_path), fake, tmp_path)
 
@@ -362,3 +376,64 @@ async def test_tokens_are_encrypted_at_rest_and_a_key_rotation_keeps_every_works
     assert code == 2 and "TOKEN_ENCRYPTION_KEY cannot decrypt" in out, out
     assert "Traceback" not in out and stranger not in out and new not in out
     assert d.fake.token_of("T0GLOBEX").encode() not in stored_bytes(tmp_path)
+
+
+def turn_statuses(tmp_path: Path) -> list[str]:
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        return [row[0] for row in db.execute("SELECT status FROM turns ORDER BY created_at")]
+
+
+async def test_a_turn_in_flight_when_its_workspace_uninstalls_ends_quietly(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    async with bot_process(d.setup, tmp_path / "bot.log", d.env()) as bot:
+        await d.started(bot)
+        await d.install(ACME)
+        old = d.fake.token_of("T0ACME")
+        at = await d.mention(ACME, "a slow one #slow=1.5")
+        await completion_in_flight(d.setup.sandbox)
+        d.fake.revoke("T0ACME")
+        await d.send(ACME, {"type": "app_uninstalled"})
+        revoked_at = len(d.fake.calls)
+        async with asyncio.timeout(30):
+            while turn_statuses(tmp_path) != ["failed"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        # Answered by Samsar, but nothing more posted with the dead token, and no retries.
+        assert not [c for c in d.fake.calls[revoked_at:] if c.token == old]
+        assert not [m for m in d.fake.thread("C0ACME", at) if "a slow one" in m.text]
+        assert bot.log().count("delivery failed") == 1 and bot.running
+
+
+async def test_a_rotating_token_is_refreshed_before_it_posts(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    d.fake.rotating, d.fake.token_lifetime = True, 3600  # within bolt's two hours: refresh
+    async with bot_process(d.setup, tmp_path / "bot.log", d.env()) as bot:
+        await d.started(bot)
+        await d.install(ACME)
+        at = await d.mention(ACME, "rotate me")
+        # Tokens issued until the event was acknowledged (bolt refreshed one for it).
+        known = len(d.fake.issued)
+        message = await d.answer(ACME, at, "rotate me")
+        posts = [c for c in d.fake.calls if c.method.startswith("chat.") and c.ok]
+        assert message and posts
+        # The worker refreshed the token itself before posting, not trusting the event's.
+        assert {c.token for c in posts} <= set(d.fake.issued[known:])
+
+
+async def test_an_org_wide_install_serves_every_workspace_of_the_org(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    async with bot_process(d.setup, tmp_path / "bot.log", d.env()) as bot:
+        await d.started(bot)
+        await d.install(ORG)
+        at = await d.mention(ORG, "hello from the org")
+        await d.answer(ORG, at, "hello from the org")
+        assert d.charged(ORG) == 1  # the member is keyed by the org, not the workspace
+        token = d.fake.token_of("E0ORG")
+        assert {c.params["channel"] for c in d.posts_with(token)} == {"C0ORGA"}
+        code, out = await cli(d, "slack", "workspaces")
+        assert code == 0 and "org E0ORG" in out, out
