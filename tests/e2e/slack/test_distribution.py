@@ -38,6 +38,8 @@ from tests.e2e.slack.fake_records import (
     FakeWorkspace,
 )
 from tests.e2e.slack.fake_slack import FakeSlack, json_body, post_signed, running_fake_slack
+from tests.e2e.test_durable_process import postgres_database
+from tests.integration.conftest import needs_postgres
 
 ALICE = sp.ALICE  # the same Slack user id in both workspaces: two different people
 ACME = FakeWorkspace("T0ACME", "Acme")
@@ -96,12 +98,15 @@ class Deployment:
             assert approved.status_code == 302, approved.text
             return await http.get(approved.headers["location"], headers={"Cookie": cookie})
 
-    async def mention(self, workspace: FakeWorkspace, text: str, *, user: str = ALICE) -> str:
-        """`@samsar text` in the workspace's channel, sent as Slack sends it; its ts."""
+    async def mention(
+        self, workspace: FakeWorkspace, text: str, *, user: str = ALICE, to: str | None = None
+    ) -> str:
+        """`@samsar text` in the workspace's channel, sent as Slack sends it (to the replica
+        at `to`, else this deployment's); its ts."""
         at = sp.ts()
         body = event(workspace, mention_event(workspace, text, user, at))
         status, answer = await post_signed(
-            f"{self.url}/slack/events", json_body(body), content_type="application/json"
+            f"{to or self.url}/slack/events", json_body(body), content_type="application/json"
         )
         assert status == 200, answer
         return at
@@ -437,3 +442,30 @@ async def test_an_org_wide_install_serves_every_workspace_of_the_org(
         assert {c.params["channel"] for c in d.posts_with(token)} == {"C0ORGA"}
         code, out = await cli(d, "slack", "workspaces")
         assert code == 0 and "org E0ORG" in out, out
+
+
+@needs_postgres
+async def test_two_replicas_on_postgres_installed_through_one_answered_through_the_other(
+    tmp_path: Path,
+) -> None:
+    async with AsyncExitStack() as stack:
+        sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
+        fake = await stack.enter_async_context(running_fake_slack())
+        fake.add_user(ALICE, "Alice")
+        for owner, channel in CHANNELS.items():
+            assert owner is not None
+            fake.channel_teams[channel] = owner
+        url = await stack.enter_async_context(postgres_database())
+        d = Deployment(Setup(sandbox, url, tmp_path), fake, tmp_path)
+        other_port = free_port()
+        first = await stack.enter_async_context(bot_process(d.setup, tmp_path / "a.log", d.env()))
+        await d.started(first)
+        second = await stack.enter_async_context(
+            bot_process(d.setup, tmp_path / "b.log", d.env(SLACK_PORT=str(other_port)))
+        )
+        await d.started(second)
+        await d.install(ACME)  # through the first
+        at = await d.mention(ACME, "answered by the other", to=f"http://127.0.0.1:{other_port}")
+        await d.answer(ACME, at, "answered by the other")
+        assert d.charged(ACME) == 1
+        assert "slack workspace not installed" not in first.log() + second.log()
