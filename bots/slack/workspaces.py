@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+import sqlalchemy as sa
 from slack_sdk.oauth.installation_store.models.bot import Bot
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -76,7 +77,7 @@ class InstalledWorkspaces:
 
     def __init__(
         self,
-        store: AsyncInstallationStore,
+        store: AsyncSQLAlchemyInstallationStore,
         client: Callable[[str], AsyncWebClient],
         parts: WorkspaceParts,
         *,
@@ -128,5 +129,12 @@ class InstalledWorkspaces:
         return refreshed
 
     async def app_id(self) -> str | None:
-        """The app's id, as the installations recorded it (one app: one id)."""
+        """The app's id, as the installations recorded it (one app: one id); None while no
+        workspace has installed it (then every event is refused by bolt anyway)."""
+        if self._app_id is None:
+            bots = self._store.bots
+            query = sa.select(bots.c.app_id).where(bots.c.client_id == self._store.client_id)
+            async with self._store.engine.connect() as conn:
+                found = (await conn.execute(query.limit(1))).scalar()
+            self._app_id = found if isinstance(found, str) and found else None
         return self._app_id

@@ -228,9 +228,16 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
     # A new process with an empty $HOME: the installations are in the database.
     async with bot_process(d.setup, tmp_path / "bot2.log", d.env()) as again:
         await d.started(again)
+        # Another app's event (its api_app_id is not the one the installations recorded).
+        foreign = event(GLOBEX, mention_event(GLOBEX, "not for us", ALICE, sp.ts()))
+        foreign["api_app_id"] = "A0OTHERAPP"
+        status, _ = await post_signed(
+            f"{d.url}/slack/events", json_body(foreign), content_type="application/json"
+        )
+        assert status == 200
         at = await d.mention(GLOBEX, "still there after a restart?")
         await d.answer(GLOBEX, at, "still there after a restart?")
-        assert d.charged(GLOBEX) == 2
+        assert d.charged(GLOBEX) == 2  # one turn before the restart, one after: not three
 
 
 async def test_an_uninstalled_workspace_is_no_longer_served_and_can_install_again(
