@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots import logs, texts
 from bots.bootstrap import App, MissingSettingError, SettingProblem, database_url, wire
@@ -30,7 +29,9 @@ from core.errors import (
 )
 from core.models import ChatUser
 from core.settings import Settings
-from storage.store import open_store
+from storage.slack_installations import Installed
+from storage.slack_sealing import WrongKey, new_key
+from storage.store import SqlStore, open_store
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -188,7 +189,7 @@ def run() -> None:
 
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
-            await _check_token_keys(settings, wired.store.db.engine)
+            await _check_token_keys(settings, wired.store)
             if settings.health_port is not None:
                 await stack.enter_async_context(
                     health_server(
@@ -213,15 +214,14 @@ def run() -> None:
         raise _fail(f"Every platform stopped for good ({exc}); see the log above.") from None
 
 
-async def _check_token_keys(settings: Settings, engine: AsyncEngine) -> None:
+async def _check_token_keys(settings: Settings, store: SqlStore) -> None:
     """With TOKEN_ENCRYPTION_KEY, every stored Slack token must open: a wrong key is said at
     start, never found later as workspaces that seem not installed."""
-    if settings.token_encryption_key is None or not settings.slack_distributed:
+    if settings.token_encryption_key is None or settings.slack_client_id is None:
         return
-    from bots.slack.sealing import WrongKey, check_keys, keys
-
+    records = store.slack_installations(settings.slack_client_id, settings.token_encryption_key)
     try:
-        await check_keys(engine, keys(settings.token_encryption_key.get_secret_value()))
+        await records.check_keys()
     except WrongKey as exc:
         raise SettingProblem(str(exc)) from None
 
@@ -340,13 +340,14 @@ def credits_grant(
 @slack_app.command("workspaces")
 def slack_workspaces() -> None:
     """List the workspaces the Slack app is installed in (tokens are never shown)."""
-    from bots.slack.distribution import installed
-
     settings = _settings()
+    if settings.slack_client_id is None:
+        raise _fail("Set SLACK_CLIENT_ID: the workspaces of that app are listed.")
+    client_id = settings.slack_client_id
 
-    async def main() -> list[Any]:
+    async def main() -> list[Installed]:
         async with open_store(database_url(settings), pool_size=2) as store:
-            return await installed(store.db.engine, settings.slack_client_id)
+            return await store.slack_installations(client_id).installed()
 
     found = _execute(main(), needs="") or []
     if not found:
@@ -366,17 +367,16 @@ def slack_workspaces() -> None:
 def slack_rotate_key() -> None:
     """Encrypt every stored Slack token again with the first TOKEN_ENCRYPTION_KEY (the others
     still decrypt until this has run); tokens stored in clear get encrypted too."""
-    from bots.slack.sealing import WrongKey, keys, reseal
-
     settings = _settings()
-    if settings.token_encryption_key is None:
+    key = settings.token_encryption_key
+    if key is None:
         raise _fail("Set TOKEN_ENCRYPTION_KEY (new key first, then the old ones) to rotate.")
-    fernet = keys(settings.token_encryption_key.get_secret_value())
+    client_id = settings.slack_client_id or ""
 
     async def main() -> int:
         async with open_store(database_url(settings), pool_size=2) as store:
             try:
-                return await reseal(store.db.engine, fernet)
+                return await store.slack_installations(client_id, key).reseal()
             except WrongKey as exc:
                 raise SettingProblem(str(exc)) from None
 
@@ -387,8 +387,6 @@ def slack_rotate_key() -> None:
 @slack_app.command("new-key")
 def slack_new_key() -> None:
     """Print a fresh key for TOKEN_ENCRYPTION_KEY."""
-    from bots.slack.sealing import new_key
-
     typer.echo(new_key())
 
 

@@ -20,12 +20,16 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.slack import texts
 from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
-from bots.slack.distribution import ROTATE_MINUTES, Distribution, distribution
+from bots.slack.distribution import (
+    ROTATE_MINUTES,
+    Distribution,
+    InstallationRecords,
+    distribution,
+)
 from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
 from bots.slack.installation import Home, Installation
@@ -95,22 +99,23 @@ class SlackBot:
         *,
         client: AsyncWebClient | None = None,
         options: SlackOptions = SlackOptions(),
-        engine: AsyncEngine | None = None,
+        records: InstallationRecords | None = None,
     ) -> None:
         self.tasks = Background()
         self._recent = RecentKeys()
         parts = workspace_parts(settings, options)
         self.distribution: Distribution | None = None
         if settings.slack_distributed:
-            if engine is None:
-                raise ValueError("distribution keeps installations in the database: no engine")
+            if records is None:
+                raise ValueError("distribution keeps installations in the database: none given")
             # No token of its own: each request's comes from its workspace's installation.
             client = client or slack_client(None, base_url=settings.slack_api_url)
-            self.distribution = distribution(settings, engine, client)
+            self.distribution = distribution(settings, records, client)
             self.workspaces: Workspaces = InstalledWorkspaces(
-                self.distribution.installations,
+                records.installations,
                 partial(slack_client, base_url=str(client.base_url)),
                 parts,
+                app_id=records.app_id,
                 rotator=self.distribution.rotator,
                 rotate_minutes=ROTATE_MINUTES,
             )
@@ -139,7 +144,7 @@ class SlackBot:
             process_before_response=True,
             logger=_bolt_logger(),
             oauth_settings=dist.oauth if dist else None,
-            installation_store=dist.installations if dist else None,
+            installation_store=dist.records.installations if dist else None,
             authorize=dist.authorize if dist else None,  # type: ignore[arg-type]
         )
         if dist is not None:

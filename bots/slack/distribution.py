@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Protocol
 
-import sqlalchemy as sa
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
-from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bots.slack.sealing import SealedInstallationStore, keys
 from core.settings import DEFAULT_SLACK_API_URL, Settings
-from storage.slack_tables import slack_bots
 
 log = logging.getLogger(__name__)
 
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
-STATE_SECONDS = 600  # an install link works for ten minutes
+STATE_SECONDS = 600  # an install link works for ten minutes (as the state store keeps it)
 ROTATE_MINUTES = 120  # a rotating token is refreshed this long before it expires (bolt's)
 
 # The scopes of the app manifest in the README (a test keeps the two the same).
@@ -61,33 +57,36 @@ def authorize_url(api_url: str) -> str:
 class Distribution:
     """What bolt and the turn worker need to serve installed workspaces."""
 
-    installations: AsyncSQLAlchemyInstallationStore
+    records: InstallationRecords
     oauth: AsyncOAuthSettings
     authorize: AsyncInstallationStoreAuthorize
     rotator: AsyncTokenRotator
     client_id: str
 
 
-def installation_store(settings: Settings, engine: AsyncEngine) -> AsyncSQLAlchemyInstallationStore:
-    """slack_sdk's store on our engine; tokens encrypted when TOKEN_ENCRYPTION_KEY is set."""
-    client_id = settings.slack_client_id or ""
-    logger = logging.getLogger("bots.slack.bolt")
-    if settings.token_encryption_key is None:
-        return AsyncSQLAlchemyInstallationStore(client_id, engine, logger=logger)
-    fernet = keys(settings.token_encryption_key.get_secret_value())
-    return SealedInstallationStore(client_id, engine, fernet, logger=logger)
+class InstallationRecords(Protocol):
+    """Where installations and OAuth states are kept (the bot's database, see storage)."""
+
+    @property
+    def installations(self) -> AsyncInstallationStore: ...
+
+    @property
+    def states(self) -> AsyncOAuthStateStore: ...
+
+    async def app_id(self) -> str | None: ...
 
 
-def distribution(settings: Settings, engine: AsyncEngine, client: AsyncWebClient) -> Distribution:
-    """The stores on our database, bolt's OAuth settings, and the authorize step (which asks
-    auth.test once per token, not once per event)."""
+def distribution(
+    settings: Settings, records: InstallationRecords, client: AsyncWebClient
+) -> Distribution:
+    """bolt's OAuth settings over our stores, and the authorize step (which asks auth.test
+    once per token, not once per event)."""
     if settings.slack_client_id is None or settings.slack_client_secret is None:
         raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are not set")
     client_id = settings.slack_client_id
     secret = settings.slack_client_secret.get_secret_value()
     logger = logging.getLogger("bots.slack.bolt")
-    installations = installation_store(settings, engine)
-    states = AsyncSQLAlchemyOAuthStateStore(STATE_SECONDS, engine, logger=logger)
+    installations, states = records.installations, records.states
     oauth = AsyncOAuthSettings(
         client_id=client_id,
         client_secret=secret,
@@ -115,36 +114,4 @@ def distribution(settings: Settings, engine: AsyncEngine, client: AsyncWebClient
         client=client,
     )
     rotator = AsyncTokenRotator(client_id=client_id, client_secret=secret, client=client)
-    return Distribution(installations, oauth, authorize, rotator, client_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Installed:
-    """One installed workspace (or Grid org), for the operator: never its token."""
-
-    team_id: str | None
-    enterprise_id: str | None
-    name: str | None
-    installed_at: datetime
-    scopes: str | None
-    org_install: bool
-
-
-async def installed(engine: AsyncEngine, client_id: str | None) -> list[Installed]:
-    """The workspaces the app is installed in now (their latest bot), oldest install first."""
-    bots = slack_bots
-    query = sa.select(
-        bots.c.team_id,
-        bots.c.enterprise_id,
-        sa.func.coalesce(bots.c.team_name, bots.c.enterprise_name),
-        bots.c.installed_at,
-        bots.c.bot_scopes,
-        bots.c.is_enterprise_install,
-    ).order_by(bots.c.installed_at)
-    if client_id is not None:
-        query = query.where(bots.c.client_id == client_id)
-    latest: dict[tuple[str | None, str | None], Installed] = {}
-    async with engine.connect() as conn:
-        for row in (await conn.execute(query)).all():
-            latest[(row[0], row[1])] = Installed(row[0], row[1], row[2], row[3], row[4], row[5])
-    return sorted(latest.values(), key=lambda found: found.installed_at)
+    return Distribution(records, oauth, authorize, rotator, client_id)

@@ -152,7 +152,15 @@ async def run_slack(
         settings,
         client=client,
         options=options or SlackOptions(),
-        engine=app.store.db.engine,
+        records=(
+            app.store.slack_installations(
+                settings.slack_client_id,
+                settings.token_encryption_key,
+                logger=logging.getLogger("bots.slack.bolt"),
+            )
+            if settings.slack_client_id is not None
+            else None
+        ),
     )
     try:
         if settings.slack_app_token is not None and not settings.slack_distributed:

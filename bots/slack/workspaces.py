@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import sqlalchemy as sa
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
-from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -77,10 +76,11 @@ class InstalledWorkspaces:
 
     def __init__(
         self,
-        store: AsyncSQLAlchemyInstallationStore,
+        store: AsyncInstallationStore,
         client: Callable[[str], AsyncWebClient],
         parts: WorkspaceParts,
         *,
+        app_id: Callable[[], Awaitable[str | None]],
         rotator: AsyncTokenRotator | None = None,
         rotate_minutes: int = 120,
     ) -> None:
@@ -91,6 +91,7 @@ class InstalledWorkspaces:
         self._rotate_minutes = rotate_minutes
         self._kept: OrderedDict[tuple[Tenant, str], Workspace] = OrderedDict()
         self._app_id: str | None = None
+        self._recorded_app_id = app_id
 
     async def find(self, tenant: Tenant) -> Workspace | None:
         bot = await self._store.async_find_bot(
@@ -129,12 +130,7 @@ class InstalledWorkspaces:
         return refreshed
 
     async def app_id(self) -> str | None:
-        """The app's id, as the installations recorded it (one app: one id); None while no
-        workspace has installed it (then every event is refused by bolt anyway)."""
+        """The app's id, as the installations recorded it (one app: one id)."""
         if self._app_id is None:
-            bots = self._store.bots
-            query = sa.select(bots.c.app_id).where(bots.c.client_id == self._store.client_id)
-            async with self._store.engine.connect() as conn:
-                found = (await conn.execute(query.limit(1))).scalar()
-            self._app_id = found if isinstance(found, str) and found else None
+            self._app_id = await self._recorded_app_id()
         return self._app_id

@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from bots.slack.distribution import DEFAULT_SCOPES
-from bots.slack.sealing import new_key
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
+from storage.slack_sealing import new_key
 from tests.e2e.processes import BIN, BotProcess, Setup, bot_process, completion_in_flight
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_records import (
