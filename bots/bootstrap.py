@@ -58,6 +58,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         ),
         admin_keys=settings.admin_user_keys,
         patience=Patience(total=settings.samsar_patience),
+        buy_credits=settings.buy_link_credits,
         member_rate=(
             Rate(settings.member_turns_per_minute / 60, settings.member_turn_burst)
             if settings.member_turns_per_minute > 0

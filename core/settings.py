@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # Each member's turns: refilled per minute, and how many at once (0 per minute: no limit)
     member_turns_per_minute: float = Field(10.0, ge=0)
     member_turn_burst: int = Field(5, ge=1)
+    # Credits the "Buy credits" button of an out-of-credits answer checks out (0: no button)
+    buy_link_credits: int = Field(100, ge=0, le=100_000)
     samsar_patience: float = Field(900.0, ge=0)
     delivery_tries: int = Field(10, ge=1)
     turn_retention_days: float = Field(30.0, gt=0)

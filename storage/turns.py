@@ -261,6 +261,8 @@ class SqlTurnLedger:
             "posted": turn.posted,
             "runs": 0,
             "delivery_attempts": 0,
+            # A retry's completion body and key, taken over from the turn it asks again.
+            "call": dump_call(turn.call) if turn.call is not None else None,
         }
         if turn.error is not None:  # refused at intake: to be told, nothing to run
             values["status"] = _COMPLETED
