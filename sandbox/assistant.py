@@ -51,6 +51,7 @@ class ImagePlan:
     height: int
     fmt: ImageFormat
     quality: str
+    action: str = "auto"  # "generate": a new picture; "edit": the last one changed
 
 
 def _decode_image(url: object, where: str) -> bytes:
@@ -145,6 +146,9 @@ def _image_plan(body: Mapping[str, Any], user_text: str) -> ImagePlan | None:
     return plan
 
 
+ACTIONS = ("auto", "generate", "edit")
+
+
 def _validate_image_tool(tool: Mapping[str, Any]) -> ImagePlan:
     """The size/format/quality of an image_generation tool, else 400."""
     size = tool.get("size", "auto")
@@ -158,7 +162,10 @@ def _validate_image_tool(tool: Mapping[str, Any]) -> ImagePlan:
         raise ApiError(400, f"image_generation format must be one of {', '.join(FORMATS)}")
     if quality not in QUALITIES:
         raise ApiError(400, f"image_generation quality must be one of {', '.join(QUALITIES)}")
-    return ImagePlan(f"{width}x{height}", width, height, fmt, str(quality))
+    action = tool.get("action", "auto")
+    if action not in ACTIONS:
+        raise ApiError(400, f"image_generation action must be one of {', '.join(ACTIONS)}")
+    return ImagePlan(f"{width}x{height}", width, height, fmt, str(quality), str(action))
 
 
 def _owned_session(call: Call, owner: tuple[str, str]) -> Session:
@@ -203,6 +210,10 @@ async def completion(call: Call) -> dict[str, Any]:
         await asyncio.sleep(directives.slow)
     attached = [image for m in users_said for image in m.images]
     base = attached[-1] if attached else session.last_image
+    if plan is not None and plan.action == "generate":
+        base = None  # a fresh picture, whatever came before
+    elif plan is not None and plan.action == "edit" and base is None:
+        raise ApiError(400, "image_generation action edit: there is no image to edit")
     image: bytes | None = None
     if plan is not None:
         prompt = directives.text or "an untitled picture"
@@ -240,6 +251,7 @@ def _commit(
     if plan is not None and image is not None:
         session.last_image = image
         session.images_generated += 1
+        session.pictures.append((plan.size, plan.quality, plan.action, edited))
         verb = "Edited the previous image" if edited else "A sandbox illustration"
         output.append(
             {

@@ -120,6 +120,8 @@ class Session:
     turns: int = 0
     last_image: bytes | None = None
     images_generated: int = 0
+    # Each picture made: (size, quality, action, edited) as the tool asked and it was done.
+    pictures: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
     def roles(self) -> list[str]:
         """The roles of the history entries, in order."""

@@ -19,6 +19,7 @@ from bots.discord import errors
 from bots.discord.attachments import DISCORD_CDN_ORIGINS, AttachmentFetcher
 from bots.discord.cogs.account import AccountCog
 from bots.discord.cogs.admin import AdminCog
+from bots.discord.cogs.buttons import ButtonsCog
 from bots.discord.cogs.chat import ChatCog
 from bots.discord.cogs.imagine import ImagineCog
 from bots.discord.cogs.interactions import InteractionsCog
@@ -94,6 +95,7 @@ class SamsarDiscordBot(commands.Bot):
         await self.add_cog(AccountCog(self.service))
         await self.add_cog(AdminCog(self.service))
         await self.add_cog(InteractionsCog(self))
+        await self.add_cog(ButtonsCog(self.service, self.turns))
         guild_ids = self.settings.discord_guild_ids
         for guild_id in guild_ids:
             guild = discord.Object(int(guild_id))

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 import discord
+from discord.utils import MISSING
 
 from bots import texts as shared_texts
-from bots.discord import errors, texts
+from bots.discord import buttons, errors, texts
 from bots.discord.answers import open_thread
 from bots.discord.attachments import AttachmentFetcher
 from bots.discord.render import Outgoing, render
@@ -122,15 +123,20 @@ class DiscordTurns:
         route, sent = Route.load(turn.route), Sent.load(posted.value)
         if isinstance(outcome, BotError):
             messages, opens = [Outgoing(errors.user_text(outcome))], False
+            view, view_at = buttons.failure_buttons(turn.turn_id, outcome), 0
         else:
             messages = await render(
                 outcome, upload_limit=route.upload_limit, with_text=route.with_text
             )
             opens = route.opens_thread
+            # Under the last picture: what a member does next with it.
+            pictures = [index for index, out in enumerate(messages) if out.uploads]
+            view = buttons.picture_buttons(turn.turn_id) if outcome.images and pictures else None
+            view_at = pictures[-1] if pictures else -1
         target = _Target(self, route, sent, posted)
         for index, out in enumerate(messages):
             if index >= sent.count:
-                await target.post(out, first=index == 0)
+                await target.post(out, first=index == 0, view=view if index == view_at else None)
             if index == 0 and opens and sent.thread_id is None and sent.head is not None:
                 await self._open_thread(request, route, sent, posted)
         log.info("answer posted", extra={"turn_id": turn.turn_id, "messages": len(messages)})
@@ -181,9 +187,9 @@ class _Target:
         self._sent = sent
         self._posted = posted
 
-    async def post(self, out: Outgoing, *, first: bool) -> None:
+    async def post(self, out: Outgoing, *, first: bool, view: discord.ui.View | None) -> None:
         try:
-            message_id = await self._send(out, first=first)
+            message_id = await self._send(out, first=first, view=view or MISSING)
         except discord.HTTPException as exc:
             if exc.status in (403, 404) and exc.code in _GONE_FOR_GOOD:
                 raise Undeliverable(f"discord refused the post: {exc.code}") from exc
@@ -193,15 +199,18 @@ class _Target:
         sent.head = sent.head or message_id
         await self._posted.save(sent.dump())
 
-    async def _send(self, out: Outgoing, *, first: bool) -> int:
+    async def _send(self, out: Outgoing, *, first: bool, view: Any) -> int:
         route, sent, client = self._route, self._sent, self._turns._client
         if sent.thread_id:
             thread = client.get_partial_messageable(sent.thread_id, guild_id=route.guild_id)
-            return (await thread.send(out.content, files=out.files(), allowed_mentions=NO_PINGS)).id
+            message = await thread.send(
+                out.content, files=out.files(), allowed_mentions=NO_PINGS, view=view
+            )
+            return message.id
         token = route.interaction
         if token is not None and token.alive() and not sent.late:
             try:
-                return await self._through_interaction(out)
+                return await self._through_interaction(out, view)
             except discord.HTTPException as exc:
                 if exc.code not in _TOKEN_GONE:
                     raise
@@ -215,7 +224,9 @@ class _Target:
                 )
                 sent.late = True
                 await self._posted.save(sent.dump())
-            message = await channel.send(out.content, files=out.files(), allowed_mentions=only_them)
+            message = await channel.send(
+                out.content, files=out.files(), allowed_mentions=only_them, view=view
+            )
             return message.id
         if first and route.reply_to is not None:
             reference = discord.MessageReference(
@@ -227,20 +238,28 @@ class _Target:
                 allowed_mentions=NO_PINGS,
                 reference=reference,
                 mention_author=False,
+                view=view,
             )
             return message.id
-        return (await channel.send(out.content, files=out.files(), allowed_mentions=NO_PINGS)).id
+        message = await channel.send(
+            out.content, files=out.files(), allowed_mentions=NO_PINGS, view=view
+        )
+        return message.id
 
-    async def _through_interaction(self, out: Outgoing) -> int:
+    async def _through_interaction(self, out: Outgoing, view: Any) -> int:
         webhook = self._turns._webhook(self._route)
         if not self._sent.answered:
             message = await webhook.edit_message(
-                _ORIGINAL, content=out.content, attachments=out.files(), allowed_mentions=NO_PINGS
+                _ORIGINAL,
+                content=out.content,
+                attachments=out.files(),
+                allowed_mentions=NO_PINGS,
+                view=view,
             )
             self._sent.answered = True
             return message.id
         sent = await webhook.send(
-            out.content, files=out.files(), allowed_mentions=NO_PINGS, wait=True
+            out.content, files=out.files(), allowed_mentions=NO_PINGS, wait=True, view=view
         )
         return sent.id
 

@@ -141,6 +141,10 @@ class ConversationService:
         metrics.event(request.thread.platform, request.kind.value)
         return turn
 
+    async def turn(self, turn_id: str) -> Turn | None:
+        """A turn by its id (a button names the turn it acts on), or None once pruned."""
+        return await self._store.turns.load(turn_id)
+
     async def turn_of(self, event_key: str) -> Turn | None:
         """The ledger row of an event, if it was already taken."""
         return await self._store.turns.get(event_key)
@@ -194,7 +198,9 @@ class ConversationService:
                 return await self._record(event_key, request, route, call=call)
         image = asked.image or self._config.image
         choice = ImageChoice(size=image.size, quality=image.quality, format=image.format)
-        if redo is Redo.HD:
+        if redo is Redo.REGENERATE:  # a fresh picture, not an edit of the last one
+            choice = dataclasses.replace(choice, action="generate")
+        elif redo is Redo.HD:
             choice = dataclasses.replace(choice, quality="high")
         elif redo is Redo.SIZE:
             choice = dataclasses.replace(choice, size=size)

@@ -40,7 +40,7 @@ async def drawn(bot: TurnDriver, key: str = "e1") -> str:
 @pytest.mark.parametrize(
     ("redo", "extra", "text", "size", "quality", "action"),
     [
-        (Redo.REGENERATE, {}, "a red fox", "1024x1024", "low", None),
+        (Redo.REGENERATE, {}, "a red fox", "1024x1024", "low", "generate"),
         (Redo.HD, {}, "a red fox", "1024x1024", "high", None),
         (Redo.SIZE, {"size": "1536x1024"}, "a red fox", "1536x1024", "low", None),
         (Redo.EDIT, {"instruction": "make it night"}, "make it night", "1024x1024", "low", "edit"),

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import discord
 from discord.ext import commands
 
-from bots.discord import texts
+from bots.discord import buttons, texts
 from bots.discord.errors import answer_at_once
 from bots.discord.gateway_guard import GatewayGuard
 from bots.discord.translate import Interaction
@@ -27,7 +27,7 @@ ANSWER_WITHIN = 2.5
 """Seconds after which an unanswered interaction gets the last-resort answer (Discord: 3)."""
 
 KNOWN_CUSTOM_IDS: frozenset[str] = frozenset()
-"""Custom ids of the components and forms this version of the bot handles (none yet)."""
+"""Fixed custom ids this version handles besides the buttons' `samsar:<action>:<turn>`."""
 
 
 class InteractionsCog(commands.Cog):
@@ -54,6 +54,8 @@ class InteractionsCog(commands.Cog):
         """Old components and forms are answered here; the rest within the deadline."""
         data: Mapping[str, object] = interaction.data or {}
         custom_id = data.get("custom_id")
+        if buttons.parse(custom_id) is not None:
+            return  # ours: the buttons cog answers it
         if interaction.type is discord.InteractionType.component:
             if custom_id not in KNOWN_CUSTOM_IDS:
                 await answer_at_once(interaction, texts.UNKNOWN_COMPONENT, why="unknown component")

@@ -70,6 +70,7 @@ class ChannelRoutes:
             **extra,
         )
         payload["allowed_mentions"] = body.json.get("allowed_mentions")
+        payload["components"] = body.json.get("components") or []
         stored = Stored(payload, files, via_api=True)
         self.messages.setdefault(channel_id, []).append(stored)
         return stored

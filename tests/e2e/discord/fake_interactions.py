@@ -9,19 +9,26 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.e2e.discord import payloads as p
-from tests.e2e.discord.fake_rules import BODY, Body, Refusal, check_message, json_response
+from tests.e2e.discord.fake_rules import (
+    BODY,
+    Body,
+    Refusal,
+    check_components,
+    check_message,
+    json_response,
+)
 
 if TYPE_CHECKING:
     from tests.e2e.discord.fake_channels import Stored
     from tests.e2e.discord.fake_discord import FakeDiscord
 
 ACK_WINDOW = 3.0  # seconds Discord waits for the callback
-DEFERRED, MESSAGE, DEFERRED_UPDATE, UPDATE, SUGGESTIONS = 5, 4, 6, 7, 8
+DEFERRED, MESSAGE, DEFERRED_UPDATE, UPDATE, SUGGESTIONS, MODAL = 5, 4, 6, 7, 8, 9
 COMMAND, COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 # The callback types Discord accepts for each interaction type.
 ANSWERS = {
-    COMMAND: {MESSAGE, DEFERRED},
-    COMPONENT: {MESSAGE, DEFERRED, DEFERRED_UPDATE, UPDATE},
+    COMMAND: {MESSAGE, DEFERRED, MODAL},
+    COMPONENT: {MESSAGE, DEFERRED, DEFERRED_UPDATE, UPDATE, MODAL},
     MODAL_SUBMIT: {MESSAGE, DEFERRED, DEFERRED_UPDATE, UPDATE},
     AUTOCOMPLETE: {SUGGESTIONS},
 }
@@ -45,6 +52,7 @@ class InteractionState:
     original: Stored | None = None
     answer_type: int | None = None  # the callback type the bot answered with
     suggestions: list[dict[str, Any]] | None = None  # an autocomplete's answered choices
+    modal: dict[str, Any] | None = None  # the form the bot opened in answer
 
 
 class InteractionRoutes:
@@ -131,6 +139,50 @@ class InteractionRoutes:
             state.dispatched_at = time.monotonic()
         return await self.gateway.dispatch("INTERACTION_CREATE", payload)
 
+    def click(
+        self: FakeDiscord,
+        message: Stored,
+        custom_id: str,
+        *,
+        who: dict[str, Any],
+        values: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """A click on a component of a message the bot posted (a button; with `values`, a
+        select), as INTERACTION_CREATE brings it; Discord refuses ids the message lacks."""
+        items = [i for row in message.payload["components"] for i in row["components"]]
+        [item] = [i for i in items if i.get("custom_id") == custom_id]
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": item["type"]}
+        if values is not None:
+            data["values"] = values
+        channel_id = int(message.payload["channel_id"])
+        payload = self.new_interaction(
+            "", [], who=who, channel_id=channel_id, kind=COMPONENT, data=data
+        )
+        payload["message"] = message.payload
+        return payload
+
+    def submit_form(
+        self: FakeDiscord, opened: dict[str, Any], values: dict[str, str], *, who: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The form an interaction's answer opened, sent with `values` by input custom id."""
+        form = self.interaction(opened).modal
+        assert form is not None, "no form was opened"
+        rows = [
+            {
+                "type": 1,
+                "components": [
+                    {"type": 4, "custom_id": item["custom_id"], "value": values[item["custom_id"]]}
+                    for item in row["components"]
+                ],
+            }
+            for row in form["components"]
+        ]
+        data = {"custom_id": form["custom_id"], "components": rows}
+        channel_id = int(opened["channel_id"])
+        return self.new_interaction(
+            "", [], who=who, channel_id=channel_id, kind=MODAL_SUBMIT, data=data
+        )
+
     def interaction(self, payload: dict[str, Any]) -> InteractionState:
         """The fake's state of an interaction."""
         return self.interactions[int(payload["id"])]
@@ -156,6 +208,18 @@ class InteractionRoutes:
         flags = int(data.get("flags") or 0)
         if kind not in ANSWERS.get(state.kind, set()):
             raise Refusal(400, 50035, "Invalid Form Body")  # e.g. a message to an autocomplete
+        if kind == MODAL:
+            title, custom = data.get("title"), data.get("custom_id")
+            if not isinstance(title, str) or not 1 <= len(title) <= 45:
+                raise Refusal(400, 50035, "Invalid Form Body")
+            if not isinstance(custom, str) or not 1 <= len(custom) <= 100:
+                raise Refusal(400, 50035, "Invalid Form Body")
+            check_components(data.get("components"), form=True)
+            state.acknowledged_at, state.answer_type, state.modal = now, kind, data
+            return self._acknowledged(request, state)
+        if kind == DEFERRED_UPDATE:  # a click acknowledged: nothing is posted
+            state.acknowledged_at, state.answer_type = now, kind
+            return self._acknowledged(request, state)
         if kind == SUGGESTIONS:
             choices = data.get("choices")
             if not isinstance(choices, list) or len(choices) > 25:
@@ -189,6 +253,14 @@ class InteractionRoutes:
         }
         return json_response(answer)
 
+    @staticmethod
+    def _acknowledged(request: web.Request, state: InteractionState) -> web.Response:
+        """The answer to a callback that posts no message (a form opened, a click taken)."""
+        if request.query.get("with_response") not in ("1", "true"):
+            return web.Response(status=204)
+        interaction = {"id": str(state.interaction_id), "type": state.kind}
+        return json_response({"interaction": interaction})
+
     def _by_token(self, request: web.Request) -> InteractionState:
         if request.match_info["app_id"] != str(self.app_id):  # type: ignore[attr-defined]
             raise Refusal(404, 10015, "Unknown Webhook")
@@ -219,6 +291,8 @@ class InteractionRoutes:
         if "attachments" in body.json:
             original.payload["attachments"] = replaced.payload["attachments"]
             original.files = replaced.files
+        if "components" in body.json:
+            original.payload["components"] = body.json["components"]
         original.payload["flags"] = int(original.payload["flags"]) & ~p.LOADING
         original.payload["allowed_mentions"] = body.json.get("allowed_mentions")
         original.payload["id"] = keep_id

@@ -102,8 +102,62 @@ def check_message(body: Body, *, upload_limit: int, creating: bool) -> None:
     mentions = body.json.get("allowed_mentions")
     if mentions is not None and not isinstance(mentions, dict):
         raise form_error("allowed_mentions", "DICT_TYPE_CONVERT", "Only dictionaries allowed.")
+    if "components" in body.json:
+        check_components(body.json["components"])
     if creating and not content and not body.files and not body.json.get("embeds"):
         raise Refusal(400, 50006, "Cannot send an empty message")
+
+
+ACTION_ROW, BUTTON, STRING_SELECT, TEXT_INPUT = 1, 2, 3, 4
+LINK = 5  # the button style that opens a URL (it has no custom id)
+
+
+def check_components(rows: object, *, form: bool = False) -> None:
+    """Refuse components Discord refuses: at most five action rows; a row holds up to five
+    buttons or one select (a form: one text input); a button has a style and a label, a
+    custom id of at most 100 characters, or for a link button a URL and no custom id; a
+    select has 1-25 options; every custom id in a message is unique."""
+    if not isinstance(rows, list) or len(rows) > 5:
+        raise form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    seen: set[str] = set()
+    for r, row in enumerate(rows):
+        where = f"components.{r}"
+        inner = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != ACTION_ROW or not isinstance(inner, list) or not 1 <= len(inner) <= 5:
+            raise form_error(where, "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "Invalid action row")
+        kinds = {item.get("type") for item in inner}
+        if (kinds & {STRING_SELECT, TEXT_INPUT}) and len(inner) != 1:
+            raise form_error(where, "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "A select fills its row")
+        allowed = {TEXT_INPUT} if form else {BUTTON, STRING_SELECT}
+        for c, item in enumerate(inner):
+            spot = f"{where}.components.{c}"
+            if item.get("type") not in allowed:
+                raise form_error(spot, "UNION_TYPE_CHOICES", "Value of field type is not allowed")
+            custom = item.get("custom_id")
+            if item.get("type") == BUTTON and item.get("style") == LINK:
+                url = str(item.get("url", ""))
+                if custom is not None or not url.startswith(("https://", "http://", "discord://")):
+                    raise form_error(spot, "BUTTON_COMPONENT_INVALID_URL", "Invalid URL")
+            elif not isinstance(custom, str) or not 1 <= len(custom) <= 100 or custom in seen:
+                raise form_error(f"{spot}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "Bad id")
+            else:
+                seen.add(custom)
+            if item.get("type") == BUTTON:
+                if item.get("style") not in (1, 2, 3, 4, 5):
+                    raise form_error(f"{spot}.style", "BASE_TYPE_CHOICES", "Invalid style")
+                if not item.get("label") and not item.get("emoji"):
+                    raise form_error(spot, "BUTTON_COMPONENT_MISSING_LABEL", "Missing label")
+                if len(str(item.get("label") or "")) > 80:
+                    raise form_error(f"{spot}.label", "BASE_TYPE_MAX_LENGTH", "80 or fewer")
+            if item.get("type") == STRING_SELECT:
+                options = item.get("options")
+                if not isinstance(options, list) or not 1 <= len(options) <= 25:
+                    raise form_error(f"{spot}.options", "BASE_TYPE_BAD_LENGTH", "1-25 options")
+            label = str(item.get("label", ""))
+            if item.get("type") == TEXT_INPUT and (
+                item.get("style") not in (1, 2) or not 1 <= len(label) <= 45
+            ):
+                raise form_error(spot, "BASE_TYPE_BAD_LENGTH", "Invalid text input")
 
 
 def check_commands(commands: object) -> list[dict[str, Any]]:
