@@ -262,6 +262,8 @@ class SqlTurnLedger:
             "runs": 0,
             "delivery_attempts": 0,
         }
+        if turn.status.value in DONE:  # noted as done at once: pruned like any finished turn
+            values["finished_at"] = values["created_at"]
         if turn.error is not None:  # refused at intake: to be told, nothing to run
             values["status"] = _COMPLETED
             values["error"] = dump_error(turn.error)

@@ -30,7 +30,7 @@ from bots.slack.intake import Intake
 from bots.slack.members import Members
 from bots.slack.progress import Place
 from bots.slack.render import Renderer
-from bots.slack.tasks import Background, RecentKeys
+from bots.slack.tasks import Background
 from bots.slack.translate import (
     command_key,
     enterprise_of,
@@ -92,8 +92,8 @@ class SlackBot:
                 settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
             )
         self.client = client
+        self._service = service
         self.tasks = Background()
-        self._recent = RecentKeys()
         installation = Installation(client)
         members = Members(client, installation, ttl=options.member_ttl)
         files = FileFetcher(
@@ -127,11 +127,12 @@ class SlackBot:
         self.intake = Intake(self.app, installation, secret.get_secret_value() if secret else None)
         service.worker.attach("slack", self.turns)
 
-    def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
-        """Run `work` after the ack (work that records no turn: App Home, greetings, account
-        commands), unless this process already started the same event."""
-        retry = request.headers.get("x-slack-retry-num", ["0"])[0]
-        if not self._recent.first_time(key):
+    async def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
+        """Run `work` after the ack (work that records no turn: greetings, account commands),
+        unless this process or another replica already took the same event (noted in the
+        ledger before the ack, as a turn is)."""
+        if not await self._service.first_delivery(key, "slack"):
+            retry = request.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("redelivery skipped", extra={"event_key": key, "retry_num": retry})
             return
         self.tasks.spawn(work(), event_key=key)
@@ -182,7 +183,7 @@ class SlackBot:
             return
         self.conversations.assistant_thread(channel, thread_ts)
         place = Place(channel, thread_ts, "", assistant=True)
-        self._start(
+        await self._start(
             f"slack:assistant:{channel}:{thread_ts}",  # one greeting per thread, retries or not
             request,
             lambda: self.conversations.renderer.say(place, texts.GREETING),
@@ -199,7 +200,7 @@ class SlackBot:
             # The thread's root is posted and the turn recorded before the ack.
             await self._commands.run(body, respond)
         else:
-            self._start(key, request, lambda: self._commands.run(body, respond))
+            await self._start(key, request, lambda: self._commands.run(body, respond))
         await ack()
 
     async def close(self, grace: float = 10.0) -> None:
