@@ -15,6 +15,7 @@ import pytest
 
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
+from storage.engine import create_engine
 from tests.e2e.processes import BotProcess, Setup, bot_process
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_records import SIGNING_SECRET, TEAM, Message
@@ -22,10 +23,10 @@ from tests.e2e.slack.fake_slack import FakeSlack, json_body, post_signed, runnin
 from tests.e2e.test_durable_process import (
     TAKING_SLACK,
     completions,
-    ledger_shows,
     postgres_database,
 )
 from tests.integration.conftest import needs_postgres
+from tests.ledger import OPEN, wait_for_turns
 
 LISTENING = {"http": "slack http listening", "socket": "slack socket mode connected"}
 
@@ -85,6 +86,17 @@ class Replicas:
         await self.fake.wait_until(lambda: all(e in self.fake.socket.acks for e in envelopes))
 
 
+async def ledger(url: str) -> list[dict[str, Any]]:
+    """The ledger's rows once none is open."""
+    engine = create_engine(url)
+    try:
+        return await wait_for_turns(
+            engine, lambda rows: not any(r["status"] in OPEN for r in rows), within=30
+        )
+    finally:
+        await engine.dispose()
+
+
 def answered(fake: FakeSlack, channel: str, thread_ts: str, marker: str) -> Callable[[], bool]:
     return lambda: any(
         "Sandbox reply" in m.section_text() and marker in m.section_text()
@@ -139,7 +151,7 @@ async def test_two_replicas_given_the_same_events_answer_and_bill_each_once(
         await fake.wait_until(answered(fake, sp.CHANNEL, root, "second question"), within=30)
         await fake.wait_until(answered(fake, sp.DM, dm_at, "a direct one"), within=30)
         await fake.wait_until(lambda: fake.thread(sp.DM, assistant_ts), within=30)
-        await ledger_shows(setup, ["delivered"] * 4)  # three turns, and the greeting noted
+        rows = await ledger(setup.database_url)
         logs = [bot.log() for bot in bots]
 
     thread = fake.thread(sp.CHANNEL, root)
@@ -147,6 +159,7 @@ async def test_two_replicas_given_the_same_events_answer_and_bill_each_once(
     assert "first question" in answers(thread)[0] and "second question" in answers(thread)[1]
     assert len(answers(fake.thread(sp.DM, dm_at))) == 1
     assert len(fake.thread(sp.DM, assistant_ts)) == 1  # one greeting
+    assert [r["status"] for r in rows] == ["delivered"] * 4  # three turns, the greeting noted
     assert len(completions(setup)) == 3
     assert setup.sandbox.state.charged_total("slack", f"slack:{TEAM}:{sp.ALICE}") == 3
     # Each event was taken by one replica; the other dropped its copy as a duplicate.
