@@ -27,6 +27,11 @@ class MissingSettingError(Exception):
     """A setting the chosen command needs is not set."""
 
 
+class SettingProblem(Exception):
+    """A setting is wrong in a way found only once the bot looks (its message is one line
+    for the operator, naming the setting; never a value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class App:
     """Everything a bot needs, alive for the duration of `wire()`."""
@@ -53,6 +58,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
         ),
         admin_keys=settings.admin_user_keys,
         patience=Patience(total=settings.samsar_patience),
+        buy_credits=settings.buy_link_credits,
         member_rate=(
             Rate(settings.member_turns_per_minute / 60, settings.member_turn_burst)
             if settings.member_turns_per_minute > 0

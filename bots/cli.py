@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from bots import logs, texts
-from bots.bootstrap import App, MissingSettingError, database_url, wire
+from bots.bootstrap import App, MissingSettingError, SettingProblem, database_url, wire
 from bots.console.bot import ConsoleBot
 from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
@@ -29,6 +29,9 @@ from core.errors import (
 )
 from core.models import ChatUser
 from core.settings import Settings
+from storage.slack_installations import Installed
+from storage.slack_sealing import WrongKey, new_key
+from storage.store import SqlStore, open_store
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -44,6 +47,10 @@ app.add_typer(db_app, name="db")
 credits_app = typer.Typer(no_args_is_help=True, help="Members' Samsar credits.")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(credits_app, name="credits")
+slack_app = typer.Typer(
+    no_args_is_help=True, help="Slack distribution: installed workspaces and their tokens."
+)
+app.add_typer(slack_app, name="slack")
 
 
 def version() -> str:
@@ -83,9 +90,12 @@ def settings_problems(error: ValidationError) -> str:
     """One line per invalid setting: its variable and why, never its value (it may be secret)."""
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
-        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        name = "_".join(str(part) for part in problem["loc"]).upper()
         reason = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"Invalid setting {name}: {reason}.")
+        # A problem of several settings together names them itself.
+        lines.append(
+            f"Invalid setting {name}: {reason}." if name else f"Invalid settings: {reason}."
+        )
     return "\n".join(lines)
 
 
@@ -109,6 +119,8 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str, again: str | None = No
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
+    except SettingProblem as exc:
+        raise _fail(str(exc)) from None
     except AuthenticationFailed:
         raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
     except (SamsarTimeout, SamsarUnreachable, UpstreamError) as exc:
@@ -161,7 +173,9 @@ def run() -> None:
     if not platforms:
         raise _fail(
             "No platform is configured. Set DISCORD_TOKEN for Discord, and/or SLACK_BOT_TOKEN "
-            "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
+            "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack, or "
+            "SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET to serve every "
+            "workspace that installs the app."
         )
 
     started: dict[str, object] = {
@@ -177,6 +191,7 @@ def run() -> None:
 
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
+            await _check_token_keys(settings, wired.store)
             if settings.health_port is not None:
                 await stack.enter_async_context(
                     health_server(
@@ -201,6 +216,18 @@ def run() -> None:
         raise _fail(f"Every platform stopped for good ({exc}); see the log above.") from None
 
 
+async def _check_token_keys(settings: Settings, store: SqlStore) -> None:
+    """With TOKEN_ENCRYPTION_KEY, every stored Slack token must open: a wrong key is said at
+    start, never found later as workspaces that seem not installed."""
+    if settings.token_encryption_key is None or settings.slack_client_id is None:
+        return
+    records = store.slack_installations(settings.slack_client_id, settings.token_encryption_key)
+    try:
+        await records.check_keys()
+    except WrongKey as exc:
+        raise SettingProblem(str(exc)) from None
+
+
 def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseException], bool]]]:
     """The bots that have credentials (imported only then: each platform library is heavy)."""
     platforms: list[tuple[str, Runner, Callable[[BaseException], bool]]] = []
@@ -209,9 +236,10 @@ def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseExce
         from bots.discord.bot import run_discord
 
         platforms.append(("discord", run_discord, discord_fatal))
-    if settings.slack_bot_token is not None and (
+    one_workspace = settings.slack_bot_token is not None and (
         settings.slack_app_token is not None or settings.slack_signing_secret is not None
-    ):
+    )
+    if one_workspace or settings.slack_distributed:
         from bots.slack.transport import is_fatal as slack_fatal
         from bots.slack.transport import run_slack
 
@@ -309,6 +337,59 @@ def credits_grant(
 
     remaining = _execute(grant(), needs="to grant credits", again=key)
     typer.echo(f"Granted {credits} credits to {user.key}. {texts.balance_text(remaining)}")
+
+
+@slack_app.command("workspaces")
+def slack_workspaces() -> None:
+    """List the workspaces the Slack app is installed in (tokens are never shown)."""
+    settings = _settings()
+    if settings.slack_client_id is None:
+        raise _fail("Set SLACK_CLIENT_ID: the workspaces of that app are listed.")
+    client_id = settings.slack_client_id
+
+    async def main() -> list[Installed]:
+        async with open_store(database_url(settings), pool_size=2) as store:
+            return await store.slack_installations(client_id).installed()
+
+    found = _execute(main(), needs="") or []
+    if not found:
+        typer.echo("No workspace has installed the app.")
+    for item in found:
+        where = f"org {item.enterprise_id}" if item.org_install else item.team_id
+        within = (
+            f" (org {item.enterprise_id})" if item.enterprise_id and not item.org_install else ""
+        )
+        typer.echo(
+            f"{where}{within}  {item.name or '-'}  installed {item.installed_at:%Y-%m-%d %H:%M} UTC"
+            f"  scopes: {item.scopes or '-'}"
+        )
+
+
+@slack_app.command("rotate-key")
+def slack_rotate_key() -> None:
+    """Encrypt every stored Slack token again with the first TOKEN_ENCRYPTION_KEY (the others
+    still decrypt until this has run); tokens stored in clear get encrypted too."""
+    settings = _settings()
+    key = settings.token_encryption_key
+    if key is None:
+        raise _fail("Set TOKEN_ENCRYPTION_KEY (new key first, then the old ones) to rotate.")
+    client_id = settings.slack_client_id or ""
+
+    async def main() -> int:
+        async with open_store(database_url(settings), pool_size=2) as store:
+            try:
+                return await store.slack_installations(client_id, key).reseal()
+            except WrongKey as exc:
+                raise SettingProblem(str(exc)) from None
+
+    rows = _execute(main(), needs="")
+    typer.echo(f"Re-encrypted the tokens of {rows or 0} installation rows with the first key.")
+
+
+@slack_app.command("new-key")
+def slack_new_key() -> None:
+    """Print a fresh key for TOKEN_ENCRYPTION_KEY."""
+    typer.echo(new_key())
 
 
 def member_from_key(key: str) -> ChatUser:

@@ -163,6 +163,8 @@ def _input_rejected(error: errors.InputRejected) -> str:
             return "That attachment is not an image I can read (PNG, JPEG, WebP or GIF)."
         case errors.InputRejected.USAGE:
             return error.detail or "That command is not written the way it is used."
+        case errors.InputRejected.GONE:
+            return "That is too old to use again: ask for it anew."
         case _:
             return f"That value is not valid: {error.detail or 'check the command'}."
 

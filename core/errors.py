@@ -53,7 +53,10 @@ class AuthenticationFailed(SamsarError):
 
 
 class InsufficientCredits(SamsarError):
-    """The external user has not enough credits for the call."""
+    """The external user has not enough credits for the call; `checkout_url` (when the bot
+    could get one) buys more in one click."""
+
+    checkout_url: str | None = None
 
 
 class NotFound(SamsarError):
@@ -132,6 +135,7 @@ class InputRejected(ConversationError):
     IMAGE_UNREADABLE = "image_unreadable"
     BAD_VALUE = "bad_value"
     USAGE = "usage"  # a command written wrong: `detail` is its usage line
+    GONE = "gone"  # a button of a turn the ledger no longer holds (past its retention)
 
     def __init__(self, reason: str, *, limit: int | None = None, detail: str | None = None) -> None:
         super().__init__(f"input rejected: {reason}")

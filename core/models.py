@@ -86,6 +86,7 @@ class ImageOptions:
     size: str = "1024x1024"
     quality: str = "auto"
     format: str = "png"
+    action: str | None = None  # "edit": change the conversation's last picture (the tool's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,17 @@ class ImageChoice:
     size: str | None = None
     quality: str | None = None
     format: str | None = None
+    action: str | None = None
+
+
+class Redo(enum.StrEnum):
+    """A click on a picture or a failure: the member's earlier turn again, changed so."""
+
+    REGENERATE = "regen"  # the same prompt and options, a fresh picture
+    HD = "hd"  # the same, at high quality
+    SIZE = "size"  # the same, at another size
+    EDIT = "edit"  # an instruction that changes the picture (the tool's edit action)
+    RETRY = "retry"  # a turn that failed on Samsar's side, asked again with the same key
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,10 +387,13 @@ class SamsarCall:
     developer_prompt: str | None
     prompt_fingerprint: str | None
     attempt: int = 0  # > 0 after Samsar forgot the user or session: new keys, new session
+    of_turn: str | None = None  # a retry: the failed turn whose call (and key) this is
 
     def idempotency_key(self, turn_id: str) -> str:
-        """The completion's key: the turn, and the attempt after a lost session."""
-        return f"turn-{turn_id}-{self.attempt}" if self.attempt else f"turn-{turn_id}"
+        """The completion's key: the turn (the failed one, for a retry), and the attempt after
+        a lost session."""
+        owner = self.of_turn or turn_id
+        return f"turn-{owner}-{self.attempt}" if self.attempt else f"turn-{owner}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from cryptography.fernet import Fernet
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.conversation.limits import check_image_options
@@ -50,6 +58,8 @@ class Settings(BaseSettings):
     # Each member's turns: refilled per minute, and how many at once (0 per minute: no limit)
     member_turns_per_minute: float = Field(10.0, ge=0)
     member_turn_burst: int = Field(5, ge=1)
+    # Credits the "Buy credits" button of an out-of-credits answer checks out (0: no button)
+    buy_link_credits: int = Field(100, ge=0, le=100_000)
     samsar_patience: float = Field(900.0, ge=0)
     delivery_tries: int = Field(10, ge=1)
     turn_retention_days: float = Field(30.0, gt=0)
@@ -80,6 +90,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_port: int = 3000
+    # Distribution ("Add to Slack"): every workspace that installs the app, over HTTP
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_scopes: CommaList = ()  # default: the manifest's bot scopes
+    slack_redirect_uri: str | None = None
+    # Bot tokens of installations encrypted at rest (comma-separated: the first encrypts)
+    token_encryption_key: SecretStr | None = None
     # Where the platforms' APIs are (for proxies and tests; the defaults are the real ones).
     discord_api_url: str = DEFAULT_DISCORD_API_URL
     discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
@@ -100,7 +117,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("admin_user_keys", "discord_guild_ids", mode="before")
+    @field_validator("admin_user_keys", "discord_guild_ids", "slack_scopes", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -143,6 +160,49 @@ class Settings(BaseSettings):
         except InputRejected as exc:
             raise ValueError(exc.detail or "not a value the image tool takes") from None
         return str(getattr(checked, name))
+
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """Every comma-separated part is a Fernet key (the error never shows one)."""
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
+        try:
+            for part in parts or [""]:
+                Fernet(part)
+        except ValueError:
+            raise ValueError(
+                "not Fernet keys (each 32 url-safe base64 bytes, comma-separated; make one "
+                "with `samsar-bot slack new-key`)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_slack_mode(self) -> Settings:
+        """One workspace (SLACK_BOT_TOKEN) or every workspace that installs the app
+        (SLACK_CLIENT_ID with its secret and the signing secret), never both."""
+        if self.slack_client_id is None and self.slack_client_secret is None:
+            return self
+        if self.slack_bot_token is not None:
+            raise ValueError(
+                "SLACK_BOT_TOKEN and SLACK_CLIENT_ID are both set: set SLACK_BOT_TOKEN for one "
+                "workspace, or SLACK_CLIENT_ID with SLACK_CLIENT_SECRET for every workspace that "
+                "installs the app, not both"
+            )
+        if self.slack_client_id is None or self.slack_client_secret is None:
+            raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both")
+        if self.slack_signing_secret is None:
+            raise ValueError(
+                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET: installed workspaces are served "
+                "over HTTP (Slack does not distribute Socket Mode apps)"
+            )
+        return self
+
+    @property
+    def slack_distributed(self) -> bool:
+        """Whether Slack serves every workspace that installs the app."""
+        return self.slack_client_id is not None
 
     @field_validator("samsar_base_url")
     @classmethod

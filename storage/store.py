@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,7 @@ from storage.repositories import (
     SqlSessionRepository,
     SqlUserRepository,
 )
+from storage.slack_installations import SlackInstallations
 from storage.tables import utcnow
 from storage.turns import SqlTurnLedger
 
@@ -39,6 +41,18 @@ class SqlStore:
         self.prompts = SqlPromptRepository(self.db)
         self.turns = SqlTurnLedger(self.db, now=now)
         self.audit = SqlAuditLog(self.db)
+
+    def slack_installations(
+        self,
+        client_id: str,
+        key: SecretStr | None = None,
+        *,
+        logger: logging.Logger | None = None,
+    ) -> SlackInstallations:
+        """The Slack app's installations and OAuth states (distribution), tokens sealed with
+        `key` (TOKEN_ENCRYPTION_KEY) when given."""
+        secret = key.get_secret_value() if key is not None else None
+        return SlackInstallations(self.db.engine, client_id, secret, logger=logger)
 
 
 @asynccontextmanager

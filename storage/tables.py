@@ -9,6 +9,8 @@ from sqlalchemy import DateTime, Dialect, Index, LargeBinary, Text, UniqueConstr
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from storage.slack_tables import SLACK_TABLES
+
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime."""
@@ -196,4 +198,5 @@ ALL_TABLES: tuple[str, ...] = (
     "turn_images",
     "audit_log",
     "member_rates",
+    *SLACK_TABLES,
 )

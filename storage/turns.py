@@ -261,6 +261,8 @@ class SqlTurnLedger:
             "posted": turn.posted,
             "runs": 0,
             "delivery_attempts": 0,
+            # A retry's completion body and key, taken over from the turn it asks again.
+            "call": dump_call(turn.call) if turn.call is not None else None,
         }
         if turn.status.value in DONE:  # noted as done at once: pruned like any finished turn
             values["finished_at"] = values["created_at"]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -23,9 +24,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack import texts
 from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
+from bots.slack.distribution import (
+    ROTATE_MINUTES,
+    Distribution,
+    InstallationRecords,
+    distribution,
+)
 from bots.slack.files import SLACK_FILE_ORIGINS, FileFetcher
 from bots.slack.home import AppHome
-from bots.slack.installation import Installation
+from bots.slack.installation import Home, Installation
 from bots.slack.intake import Intake
 from bots.slack.members import Members
 from bots.slack.progress import Place
@@ -39,9 +46,17 @@ from bots.slack.translate import (
     member_team,
     mentions,
     message_origin,
+    tenant_of,
     without_mention,
 )
 from bots.slack.turns import SlackTurns
+from bots.slack.workspaces import (
+    InstalledWorkspaces,
+    OneWorkspace,
+    Workspace,
+    WorkspaceParts,
+    Workspaces,
+)
 from core.conversation.service import ConversationService
 from core.settings import Settings
 
@@ -61,7 +76,7 @@ class SlackOptions:
     file_timeout: float = 30.0  # seconds one member file may take to download
 
 
-def slack_client(token: str, *, base_url: str | None = None) -> AsyncWebClient:
+def slack_client(token: str | None, *, base_url: str | None = None) -> AsyncWebClient:
     """A Web API client that retries 429s after Retry-After, dropped connections and 5xx."""
     return AsyncWebClient(
         token=token,
@@ -84,47 +99,66 @@ class SlackBot:
         *,
         client: AsyncWebClient | None = None,
         options: SlackOptions = SlackOptions(),
+        records: InstallationRecords | None = None,
     ) -> None:
-        if client is None:
-            if settings.slack_bot_token is None:
-                raise ValueError("SLACK_BOT_TOKEN is not set")
-            client = slack_client(
-                settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
-            )
-        self.client = client
         self._service = service
         self.tasks = Background()
-        installation = Installation(client)
-        members = Members(client, installation, ttl=options.member_ttl)
-        files = FileFetcher(
-            client,
-            max_bytes=settings.max_input_image_bytes,
-            origins=options.file_origins,
-            timeout=options.file_timeout,
+        parts = workspace_parts(settings, options)
+        self.distribution: Distribution | None = None
+        if settings.slack_distributed:
+            if records is None:
+                raise ValueError("distribution keeps installations in the database: none given")
+            # No token of its own: each request's comes from its workspace's installation.
+            client = client or slack_client(None, base_url=settings.slack_api_url)
+            self.distribution = distribution(settings, records, client)
+            self.workspaces: Workspaces = InstalledWorkspaces(
+                records.installations,
+                partial(slack_client, base_url=str(client.base_url)),
+                parts,
+                app_id=records.app_id,
+                rotator=self.distribution.rotator,
+                rotate_minutes=ROTATE_MINUTES,
+            )
+        else:
+            if client is None:
+                if settings.slack_bot_token is None:
+                    raise ValueError("SLACK_BOT_TOKEN is not set")
+                client = slack_client(
+                    settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+                )
+            self.workspaces = OneWorkspace(parts(client, None))
+        self.client = client
+        self.conversations = Conversations(
+            service, self.workspaces, max_files=settings.max_input_images
         )
-        renderer = Renderer(client)
-        self.conversations = Conversations(service, renderer, max_files=settings.max_input_images)
-        self.turns = SlackTurns(
-            client, members, files, renderer, progress_every=options.progress_every
-        )
-        self._commands = SlashCommands(service, self.conversations, members, client)
-        self._home = AppHome(service, members, client)
+        self.turns = SlackTurns(self.workspaces, progress_every=options.progress_every)
+        self._commands = SlashCommands(service, self.conversations)
+        self._home = AppHome(service, self.workspaces)
         secret = settings.slack_signing_secret
         # Listeners run before the acknowledgement: a member's message is recorded as a turn
         # first, so an acknowledged event is never lost, whatever happens to this process.
+        dist = self.distribution
         self.app = AsyncApp(
             client=client,
             signing_secret=secret.get_secret_value() if secret else "",
             process_before_response=True,
             logger=_bolt_logger(),
+            oauth_settings=dist.oauth if dist else None,
+            installation_store=dist.records.installations if dist else None,
+            authorize=dist.authorize if dist else None,  # type: ignore[arg-type]
         )
+        if dist is not None:
+            # app_uninstalled, tokens_revoked: the workspace's tokens are deleted from the store.
+            self.app.enable_token_revocation_listeners()
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.event("app_home_opened")(self._on_home)
         self.app.event("assistant_thread_started")(self._on_assistant_thread)
         self.app.event("assistant_thread_context_changed")(self._ignore)
         self.app.command("/samsar")(self._on_command)
-        self.intake = Intake(self.app, installation, secret.get_secret_value() if secret else None)
+        self.intake = Intake(
+            self.app, self.workspaces.app_id, secret.get_secret_value() if secret else None
+        )
         service.worker.attach("slack", self.turns)
 
     async def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
@@ -170,7 +204,8 @@ class SlackBot:
         if event.get("tab") != "home" or not isinstance(user, str) or not user:
             return
         team, enterprise = member_team(body), enterprise_of(body)
-        self.tasks.spawn(self._home.publish(team, user, enterprise), event_key=f"home:{user}")
+        home = self._home.publish(tenant_of(body), team, user, enterprise)
+        self.tasks.spawn(home, event_key=f"home:{user}")
 
     async def _on_assistant_thread(self, body: Body, request: AsyncBoltRequest) -> None:
         thread = _event(body).get("assistant_thread")
@@ -183,11 +218,14 @@ class SlackBot:
             return
         self.conversations.assistant_thread(channel, thread_ts)
         place = Place(channel, thread_ts, "", assistant=True)
-        await self._start(
-            f"slack:assistant:{channel}:{thread_ts}",  # one greeting per thread, retries or not
-            request,
-            lambda: self.conversations.renderer.say(place, texts.GREETING),
-        )
+        tenant = tenant_of(body)
+
+        async def greet() -> None:
+            if renderer := await self.conversations.renderer(tenant):
+                await renderer.say(place, texts.GREETING)
+
+        # One greeting per thread, retries or not.
+        await self._start(f"slack:assistant:{channel}:{thread_ts}", request, greet)
 
     async def _ignore(self) -> None:
         """Events the app subscribes to without acting on them."""
@@ -212,6 +250,27 @@ class SlackBot:
         except TimeoutError:
             log.warning("slack shutdown cut work short", extra={"pending": self.tasks.pending})
         await self.tasks.cancel()
+
+
+def workspace_parts(settings: Settings, options: SlackOptions) -> WorkspaceParts:
+    """How a workspace's members, files and posts are built around its client."""
+
+    def parts(client: AsyncWebClient, home: Home | None) -> Workspace:
+        installation = Installation(client, home=home)
+        return Workspace(
+            client=client,
+            installation=installation,
+            members=Members(client, installation, ttl=options.member_ttl),
+            files=FileFetcher(
+                client,
+                max_bytes=settings.max_input_image_bytes,
+                origins=options.file_origins,
+                timeout=options.file_timeout,
+            ),
+            renderer=Renderer(client),
+        )
+
+    return parts
 
 
 def _event(body: Body) -> dict[str, Any]:

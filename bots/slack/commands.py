@@ -8,13 +8,11 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
 from bots.image_flags import split_image_flags
 from bots.slack import texts
 from bots.slack.conversations import Conversations
-from bots.slack.members import Members
 from bots.slack.mrkdwn import escape
 from bots.slack.progress import WEB_API_ERRORS, error_code
 from bots.slack.translate import Origin, command_origin
@@ -36,13 +34,9 @@ class SlashCommands:
         self,
         service: ConversationService,
         conversations: Conversations,
-        members: Members,
-        client: AsyncWebClient,
     ) -> None:
         self._service = service
         self._conversations = conversations
-        self._members = members
-        self._client = client
         self._handlers: dict[str, Handler] = {
             "ask": self._ask,
             "imagine": self._imagine,
@@ -77,7 +71,11 @@ class SlashCommands:
 
     async def _user(self, payload: Payload) -> ChatUser:
         origin = command_origin(payload)
-        return await self._members.chat_user(origin.user_team, origin.user_id, origin.enterprise_id)
+        workspace = await self._conversations.workspaces.find(origin.tenant)
+        if workspace is None:  # uninstalled meanwhile: the member as the payload names them
+            return origin.plain_user()
+        members = workspace.members
+        return await members.chat_user(origin.user_team, origin.user_id, origin.enterprise_id)
 
     async def _start(
         self, payload: Payload, verb: str, text: str, respond: AsyncRespond
@@ -87,10 +85,11 @@ class SlashCommands:
         if not text:
             raise InputRejected(InputRejected.EMPTY)
         origin = command_origin(payload)
+        renderer = await self._conversations.renderer(origin.tenant)
+        if renderer is None:
+            return None
         try:
-            root = await self._conversations.renderer.root(
-                origin.channel, texts.asked(origin.user_id, verb, text)
-            )
+            root = await renderer.root(origin.channel, texts.asked(origin.user_id, verb, text))
         except WEB_API_ERRORS as exc:
             log.info("command root not posted", extra={"error": error_code(exc)})
             await _private(respond, texts.not_in_channel())

@@ -11,8 +11,10 @@ from bots import texts as shared_texts
 from bots.slack.progress import WEB_API_ERRORS, Place
 from bots.slack.render import Renderer
 from bots.slack.routes import Route, dump_files
+from bots.slack.tenant import Tenant
 from bots.slack.texts import COMMANDS
 from bots.slack.translate import Origin
+from bots.slack.workspaces import Workspaces
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.errors import BotError, InputRejected, NotThreadOwner, SlowDown
@@ -27,9 +29,11 @@ class Conversations:
     """Intake for the Slack listeners: a member's message becomes a recorded turn (before the
     event is acknowledged); the turn worker answers it through `SlackTurns`."""
 
-    def __init__(self, service: ConversationService, renderer: Renderer, *, max_files: int) -> None:
+    def __init__(
+        self, service: ConversationService, workspaces: Workspaces, *, max_files: int
+    ) -> None:
         self._service = service
-        self.renderer = renderer
+        self.workspaces = workspaces
         self._max_files = max_files
         self._threads = KeyedLocks()
         self._assistant_threads: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -38,6 +42,14 @@ class Conversations:
     def assistant_thread(self, channel: str, thread_ts: str) -> None:
         """Remember a thread of Slack's assistant surface (it gets a status line)."""
         _remember(self._assistant_threads, (channel, thread_ts), None)
+
+    async def renderer(self, tenant: Tenant) -> Renderer | None:
+        """What posts in the tenant's workspace (None once it uninstalled the app)."""
+        workspace = await self.workspaces.find(tenant)
+        if workspace is None:
+            log.info("slack workspace not installed", extra={"team": str(tenant)})
+            return None
+        return workspace.renderer
 
     def place(self, origin: Origin) -> Place:
         """Where the answer to `origin` goes."""
@@ -76,6 +88,7 @@ class Conversations:
                 team_id=origin.team_id,
                 enterprise_id=origin.enterprise_id,
                 assistant=place.assistant,
+                org_install=origin.org_install,
             )
             request = TurnRequest(
                 user=origin.plain_user(),
@@ -98,12 +111,13 @@ class Conversations:
                 await self._hint(origin, exc.owner_display)
             except SlowDown as exc:  # only they need to know, not the whole thread
                 sentence = shared_texts.describe(exc, COMMANDS)
-                await self.renderer.private(self.place(origin), sentence)
+                if renderer := await self.renderer(origin.tenant):
+                    await renderer.private(self.place(origin), sentence)
             except BotError as exc:
                 log.info(
                     "turn refused", extra={"event_key": origin.key, "error": type(exc).__name__}
                 )
-                await self._tell(place, shared_texts.describe(exc, COMMANDS))
+                await self._tell(origin, place, shared_texts.describe(exc, COMMANDS))
 
     async def _hint(self, origin: Origin, owner: str | None) -> None:
         """Tell a non-owner, privately and once per thread, how to start their own."""
@@ -112,11 +126,13 @@ class Conversations:
             return
         _remember(self._hinted, seen, None)
         hint = shared_texts.describe(NotThreadOwner(owner), COMMANDS)
-        await self.renderer.private(self.place(origin), hint)
+        if renderer := await self.renderer(origin.tenant):
+            await renderer.private(self.place(origin), hint)
 
-    async def _tell(self, place: Place, sentence: str) -> None:
+    async def _tell(self, origin: Origin, place: Place, sentence: str) -> None:
         try:
-            await self.renderer.say(place, sentence)
+            if renderer := await self.renderer(origin.tenant):
+                await renderer.say(place, sentence)
         except WEB_API_ERRORS as exc:
             log.error("refusal not posted", extra={"channel": place.channel, "error": repr(exc)})
 

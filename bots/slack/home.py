@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bots import texts as shared_texts
 from bots.slack import texts
-from bots.slack.members import Members
 from bots.slack.progress import WEB_API_ERRORS, error_code
 from bots.slack.render import Block, context, section
+from bots.slack.tenant import Tenant
+from bots.slack.workspaces import Workspaces
 from core.conversation.service import ConversationService
 from core.errors import BotError
 
@@ -20,16 +19,19 @@ log = logging.getLogger(__name__)
 class AppHome:
     """Publishes the Home tab each time a member opens it."""
 
-    def __init__(
-        self, service: ConversationService, members: Members, client: AsyncWebClient
-    ) -> None:
+    def __init__(self, service: ConversationService, workspaces: Workspaces) -> None:
         self._service = service
-        self._members = members
-        self._client = client
+        self._workspaces = workspaces
 
-    async def publish(self, team_id: str, user_id: str, enterprise_id: str | None) -> None:
+    async def publish(
+        self, tenant: Tenant, team_id: str, user_id: str, enterprise_id: str | None
+    ) -> None:
         """Read the member's figures and publish their Home view."""
-        user = await self._members.chat_user(team_id, user_id, enterprise_id)
+        workspace = await self._workspaces.find(tenant)
+        if workspace is None:
+            log.info("home not published: not installed", extra={"team": str(tenant)})
+            return
+        user = await workspace.members.chat_user(team_id, user_id, enterprise_id)
         try:
             balance = await self._service.credits(user)
             credits = texts.home_credits(balance.remaining)
@@ -45,7 +47,7 @@ class AppHome:
             context("Answers and images are billed to your own Samsar credits."),
         ]
         try:
-            await self._client.views_publish(
+            await workspace.client.views_publish(
                 user_id=user_id, view={"type": "home", "blocks": blocks}
             )
         except WEB_API_ERRORS as exc:

@@ -26,19 +26,21 @@ class Home:
 
 
 class Installation:
-    """Asks Slack once who the bot is; while Slack cannot say, asks again next time."""
+    """Asks Slack once who the bot is (unless the installation store said); while Slack cannot
+    say, asks again next time."""
 
     def __init__(
         self,
         client: AsyncWebClient,
         *,
+        home: Home | None = None,
         retry_every: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._retry_every = retry_every
         self._clock = clock
-        self._home: Home | None = None
+        self._home: Home | None = home  # known already when the installation store holds it
         self._bot_id: str | None = None
         self._next_app_try = 0.0
 

@@ -17,7 +17,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,7 +33,6 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bots.log_budget import LogBudget
 from bots.slack import shapes
-from bots.slack.installation import Installation
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +66,13 @@ class Intake:
     def __init__(
         self,
         app: AsyncApp,
-        installation: Installation,
+        app_id: Callable[[], Awaitable[str | None]],
         signing_secret: str | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._app = app
-        self._installation = installation
+        self._app_id = app_id
         self._secret = signing_secret.encode() if signing_secret else None
         self._clock = clock
         self._budget = LogBudget(log)
@@ -168,9 +167,9 @@ class Intake:
 
     async def _off_shape(self, admitted: Admitted) -> str | None:
         if admitted.kind == "event":
-            return shapes.event_callback(admitted.body, await self._installation.app_id())
+            return shapes.event_callback(admitted.body, await self._app_id())
         if admitted.kind == "command":
-            return shapes.slash_command(admitted.body, await self._installation.app_id())
+            return shapes.slash_command(admitted.body, await self._app_id())
         if admitted.kind == "url_verification":
             challenge = admitted.body.get("challenge")
             ok = isinstance(challenge, str) and 0 < len(challenge) <= 1000

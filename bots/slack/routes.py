@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bots.slack.progress import Place
+from bots.slack.tenant import Tenant
 
 # The fields of a Slack file object the download needs (urls, size, type, names).
 _FILE_FIELDS = ("id", "name", "mimetype", "size", "url_private", "url_private_download")
@@ -24,6 +25,12 @@ class Route:
     team_id: str
     enterprise_id: str | None = None
     assistant: bool = False  # a thread of Slack's assistant surface: a status line
+    org_install: bool = False  # the app is installed org-wide in `enterprise_id`
+
+    @property
+    def tenant(self) -> Tenant:
+        """Whose installation (and token) answers this turn."""
+        return Tenant(self.team_id or None, self.enterprise_id, self.org_install)
 
     @property
     def place(self) -> Place:

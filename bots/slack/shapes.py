@@ -29,7 +29,9 @@ MAX_FILES = 100
 MAX_NAME = 1_000  # file names, mime types, subtypes, event types and such
 MESSAGE_EVENTS = frozenset({"message", "app_mention"})
 ASSISTANT_EVENTS = frozenset({"assistant_thread_started", "assistant_thread_context_changed"})
-KNOWN_EVENTS = MESSAGE_EVENTS | ASSISTANT_EVENTS | {"app_home_opened"}
+# A workspace that uninstalls the app, or revokes its tokens (distribution: bolt deletes them).
+REVOCATION_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})
+KNOWN_EVENTS = MESSAGE_EVENTS | ASSISTANT_EVENTS | REVOCATION_EVENTS | {"app_home_opened"}
 
 Body = Mapping[str, Any]
 

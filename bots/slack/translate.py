@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt.request.internals import extract_is_enterprise_install
+
+from bots.slack.tenant import Tenant
 from core.models import ChatUser, ThreadRef
 
 # Message subtypes that are a member writing; edits, deletions, joins and bot posts are not.
@@ -24,6 +27,12 @@ class Origin:
     channel: str
     thread_ts: str
     key: str
+    org_install: bool = False  # the app is installed org-wide in `enterprise_id`
+
+    @property
+    def tenant(self) -> Tenant:
+        """Whose installation serves this origin."""
+        return Tenant(self.team_id or None, self.enterprise_id, self.org_install)
 
     @property
     def thread(self) -> ThreadRef:
@@ -80,6 +89,25 @@ def member_team(payload: dict[str, Any], event: dict[str, Any] | None = None) ->
     return str(event.get("user_team") or event.get("team") or payload.get("team_id") or "")
 
 
+def org_install(payload: dict[str, Any]) -> bool:
+    """Whether the app is installed org-wide where the payload comes from (as bolt reads it:
+    the event's authorizations, or the command's flag)."""
+    try:
+        return bool(extract_is_enterprise_install(payload))
+    except (AttributeError, TypeError, IndexError, KeyError):  # an odd authorizations list
+        return False
+
+
+def tenant_of(payload: dict[str, Any]) -> Tenant:
+    """Whose installation serves a payload that names no thread (App Home, a command)."""
+    team = payload.get("team_id")
+    return Tenant(
+        team if isinstance(team, str) and team else None,
+        enterprise_of(payload),
+        org_install(payload),
+    )
+
+
 def enterprise_of(payload: dict[str, Any]) -> str | None:
     """The Enterprise Grid org the payload comes from (None outside Grid)."""
     enterprise = payload.get("enterprise_id")
@@ -99,6 +127,7 @@ def message_origin(body: dict[str, Any], event: dict[str, Any]) -> Origin:
         channel=channel,
         thread_ts=str(event.get("thread_ts") or ts),
         key=message_key(team, channel, ts),
+        org_install=org_install(body),
     )
 
 
@@ -112,6 +141,7 @@ def command_origin(payload: dict[str, Any], thread_ts: str = "") -> Origin:
         channel=str(payload["channel_id"]),
         thread_ts=thread_ts,
         key=command_key(str(payload.get("trigger_id") or "")),
+        org_install=org_install(payload),
     )
 
 

@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -18,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots import health
 from bots.bootstrap import App, MissingSettingError
 from bots.slack.app import SlackBot, SlackOptions
+from bots.slack.distribution import INSTALL_PATH
 from bots.slack.intake import Intake
 from bots.slack.progress import api_error
 
@@ -37,12 +40,29 @@ async def _health(request: web.Request) -> web.Response:
 
 
 def http_application(bot: SlackBot) -> web.Application:
-    """The aiohttp application: Slack's request URL and a health check."""
+    """The aiohttp application: Slack's request URL and a health check; with distribution,
+    bolt's install page and OAuth redirect too."""
     application = web.Application()
     application[_INTAKE] = bot.intake
     application.router.add_post(EVENTS_PATH, _events)
     application.router.add_get(HEALTH_PATH, _health)
+    flow = bot.app.oauth_flow
+    if flow is not None:
+
+        async def install(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_installation(_get(request)))
+
+        async def redirect(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_callback(_get(request)))
+
+        application.router.add_get(flow.install_path, install)
+        application.router.add_get(flow.redirect_uri_path, redirect)
     return application
+
+
+def _get(request: web.Request) -> AsyncBoltRequest:
+    """A GET of the OAuth flow as bolt reads it (its query and cookie)."""
+    return AsyncBoltRequest(body="", query=request.query_string, headers=dict(request.headers))
 
 
 @asynccontextmanager
@@ -123,17 +143,33 @@ async def run_slack(
     """Run the Slack bot until cancelled: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on
     SLACK_PORT (needs SLACK_SIGNING_SECRET). Running turns get a short grace at shutdown."""
     settings = app.settings
-    if settings.slack_bot_token is None:
+    if settings.slack_bot_token is None and not settings.slack_distributed:
         raise MissingSettingError("SLACK_BOT_TOKEN")
     if settings.slack_app_token is None and settings.slack_signing_secret is None:
         raise MissingSettingError("SLACK_APP_TOKEN or SLACK_SIGNING_SECRET")
-    bot = SlackBot(app.service, settings, client=client, options=options or SlackOptions())
+    bot = SlackBot(
+        app.service,
+        settings,
+        client=client,
+        options=options or SlackOptions(),
+        records=(
+            app.store.slack_installations(
+                settings.slack_client_id,
+                settings.token_encryption_key,
+                logger=logging.getLogger("bots.slack.bolt"),
+            )
+            if settings.slack_client_id is not None
+            else None
+        ),
+    )
     try:
-        if settings.slack_app_token is not None:
+        if settings.slack_app_token is not None and not settings.slack_distributed:
             async with socket_mode(bot, settings.slack_app_token.get_secret_value()):
                 await asyncio.Event().wait()
         else:
-            async with serving_http(bot, host=host, port=settings.slack_port):
+            async with serving_http(bot, host=host, port=settings.slack_port) as url:
+                if bot.distribution is not None:
+                    log.info("slack install link", extra={"url": url + INSTALL_PATH})
                 await asyncio.Event().wait()
     finally:
         await bot.close()

@@ -12,16 +12,14 @@ import logging
 from collections.abc import AsyncIterator
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
 from bots.slack import texts
-from bots.slack.files import FileFetcher
-from bots.slack.members import Members
 from bots.slack.progress import Progress, api_error
 from bots.slack.render import Renderer
 from bots.slack.routes import Route, Sent, load_files
 from bots.slack.texts import COMMANDS
+from bots.slack.workspaces import Workspace, Workspaces
 from core.errors import BotError, NotThreadOwner, Undeliverable
 from core.models import Prepared, Reply, Turn, TurnKind, TurnRequest
 from core.ports import Posted
@@ -30,33 +28,40 @@ log = logging.getLogger(__name__)
 
 # Web API errors no retry will cure: the bot cannot post there any more.
 _GONE_FOR_GOOD = frozenset(
-    {"channel_not_found", "not_in_channel", "is_archived", "account_inactive", "invalid_auth"}
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "account_inactive",
+        "invalid_auth",
+        "token_revoked",
+    }
 )
 
 
 class SlackTurns:
     """core.ports.TurnChannel for Slack."""
 
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        members: Members,
-        files: FileFetcher,
-        renderer: Renderer,
-        *,
-        progress_every: float,
-    ) -> None:
-        self._client = client
-        self._members = members
-        self._files = files
-        self._renderer = renderer
+    def __init__(self, workspaces: Workspaces, *, progress_every: float) -> None:
+        self._workspaces = workspaces
         self._progress_every = progress_every
+
+    async def _workspace(self, route: Route) -> Workspace:
+        """The turn's workspace with the token in force now; Undeliverable once it has
+        uninstalled the app (nothing is posted with a dead token, nothing retried)."""
+        workspace = await self._workspaces.find(route.tenant)
+        if workspace is None:
+            raise Undeliverable(f"slack workspace {route.tenant} is not installed")
+        return workspace
 
     async def prepare(self, turn: Turn, request: TurnRequest) -> Prepared:
         """The member with their names and admin flag now, and their image files, fetched."""
         route = Route.load(turn.route)
-        user = await self._members.chat_user(route.user_team, route.user_id, route.enterprise_id)
-        images = await self._files.images(load_files(request.attachments))
+        workspace = await self._workspace(route)
+        user = await workspace.members.chat_user(
+            route.user_team, route.user_id, route.enterprise_id
+        )
+        images = await workspace.files.images(load_files(request.attachments))
         return Prepared(user, images)
 
     async def waiting(
@@ -65,19 +70,20 @@ class SlackTurns:
         """The placeholder (or status line) says where the turn is in line; `working` takes the
         placeholder over when the turn starts."""
         route, sent = Route.load(turn.route), Sent.load(posted.value)
+        renderer = (await self._workspace(route)).renderer
         text = shared_texts.in_line(place)
         if route.place.assistant:
-            await self._renderer.status(route.place, text)
+            await renderer.status(route.place, text)
         elif sent.placeholder is not None:
             # Still waiting? (a worker elsewhere may have started it: then its answer owns
             # the placeholder, and a late place in line must not land over it)
             if await posted.save_while_waiting(sent.dump()):
-                await self._renderer.edit(route.place, sent.placeholder, text)
+                await renderer.edit(route.place, sent.placeholder, text)
         else:
-            sent.placeholder = await self._renderer.placeholder(route.place, text)
+            sent.placeholder = await renderer.placeholder(route.place, text)
             if not await posted.save_while_waiting(sent.dump()):
                 # It started meanwhile, and its worker shows its own placeholder.
-                await self._renderer.delete(route.place, sent.placeholder)
+                await renderer.delete(route.place, sent.placeholder)
 
     @contextlib.asynccontextmanager
     async def working(
@@ -85,8 +91,9 @@ class SlackTurns:
     ) -> AsyncIterator[_Working]:
         """A "Thinking…" placeholder (or the assistant status line) counting the seconds."""
         route, sent = Route.load(turn.route), Sent.load(posted.value)
+        workspace = await self._workspace(route)
         progress = Progress(
-            self._client,
+            workspace.client,
             route.place,
             drawing=request.kind is TurnKind.IMAGINE,
             every=self._progress_every,
@@ -96,7 +103,7 @@ class SlackTurns:
             if progress.placeholder_ts != sent.placeholder:
                 sent.placeholder = progress.placeholder_ts
                 await posted.save(sent.dump())
-            yield _Working(self, route, posted)
+            yield _Working(workspace.renderer, route, posted)
 
     async def deliver(
         self, turn: Turn, request: TurnRequest, outcome: Reply | BotError, posted: Posted
@@ -105,21 +112,22 @@ class SlackTurns:
         (privately, for a member writing in another member's thread)."""
         route, sent = Route.load(turn.route), Sent.load(posted.value)
         place = route.place
+        renderer = (await self._workspace(route)).renderer
 
         async def save() -> None:
             await posted.save(sent.dump())
 
         try:
             if isinstance(outcome, Reply):
-                await self._renderer.answer(place, outcome, sent, save)
+                await renderer.answer(place, outcome, sent, save)
                 return
             sentence = shared_texts.describe(outcome, COMMANDS)
             if isinstance(outcome, NotThreadOwner):
                 if sent.placeholder is not None:
-                    await self._renderer.delete(place, sent.placeholder)
-                await self._renderer.private(place, sentence)
+                    await renderer.delete(place, sent.placeholder)
+                await renderer.private(place, sentence)
                 return
-            await self._renderer.say(place, sentence, replace=sent.placeholder)
+            await renderer.say(place, sentence, replace=sent.placeholder)
         except SlackApiError as exc:
             code = api_error(exc)
             if code in _GONE_FOR_GOOD:
@@ -129,14 +137,15 @@ class SlackTurns:
     async def give_up(self, turn: Turn, request: TurnRequest, posted: Posted) -> None:
         """A short note in the thread that the answer could not be posted."""
         route, sent = Route.load(turn.route), Sent.load(posted.value)
-        await self._renderer.say(route.place, texts.UNDELIVERABLE, replace=sent.placeholder)
+        renderer = (await self._workspace(route)).renderer
+        await renderer.say(route.place, texts.UNDELIVERABLE, replace=sent.placeholder)
 
 
 class _Working:
     """core.ports.Working: says once, in the placeholder, that the answer will come."""
 
-    def __init__(self, turns: SlackTurns, route: Route, posted: Posted) -> None:
-        self._turns = turns
+    def __init__(self, renderer: Renderer, route: Route, posted: Posted) -> None:
+        self._renderer = renderer
         self._route = route
         self._posted = posted
 
@@ -145,7 +154,7 @@ class _Working:
         if sent.slow:
             return
         try:
-            await self._turns._renderer.say(self._route.place, texts.SLOW)
+            await self._renderer.say(self._route.place, texts.SLOW)
         except Exception as exc:  # only a notice: the answer still comes
             log.info("slow notice not shown", extra={"error": repr(exc)})
             return

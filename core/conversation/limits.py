@@ -49,6 +49,9 @@ def check_message(text: str, images: tuple[InputImage, ...], limits: InputLimits
             raise InputRejected(InputRejected.IMAGE_UNREADABLE, detail=image.filename)
 
 
+ACTIONS = ("auto", "generate", "edit")
+
+
 def check_image_options(options: ImageOptions) -> ImageOptions:
     """Validate the image tool options a member chose; returns them normalised."""
     size = options.size.strip().lower()
@@ -71,4 +74,9 @@ def check_image_options(options: ImageOptions) -> ImageOptions:
         raise InputRejected(
             InputRejected.BAD_VALUE, detail=f"format must be one of {', '.join(FORMATS)}"
         )
-    return ImageOptions(size=size, quality=quality, format=fmt)
+    action = options.action.strip().lower() if options.action else None
+    if action not in (None, *ACTIONS):
+        raise InputRejected(
+            InputRejected.BAD_VALUE, detail=f"action must be one of {', '.join(ACTIONS)}"
+        )
+    return ImageOptions(size=size, quality=quality, format=fmt, action=action)

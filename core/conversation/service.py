@@ -22,6 +22,8 @@ from core.models import (
     ImageOptions,
     LoginLink,
     Rate,
+    Redo,
+    SamsarCall,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -49,6 +51,7 @@ class ConversationConfig:
     admin_keys: tuple[str, ...] = ()
     patience: Patience = field(default_factory=Patience)
     member_rate: Rate | None = None  # each member's allowance of turns; None: no limit
+    buy_credits: int = 100  # the checkout an out-of-credits answer links to (0: no link)
 
 
 class ConversationService:
@@ -76,6 +79,7 @@ class ConversationService:
                 limits=config.limits,
                 max_output_tokens=config.max_output_tokens,
                 patience=config.patience,
+                buy_credits=config.buy_credits,
             ),
         )
         self.worker = TurnWorker(store.turns, executor, worker or WorkerConfig())
@@ -105,7 +109,9 @@ class ConversationService:
         async with self._thread_locks.hold(request.thread.key):
             return await self._record(event_key, request, route)
 
-    async def _record(self, event_key: str, request: TurnRequest, route: str) -> Turn | None:
+    async def _record(
+        self, event_key: str, request: TurnRequest, route: str, *, call: SamsarCall | None = None
+    ) -> Turn | None:
         turn = Turn(
             turn_id=uuid.uuid4().hex,
             event_key=event_key,
@@ -115,6 +121,7 @@ class ConversationService:
             kind=request.kind.value,
             request=request,
             route=route,
+            call=call,
         )
         recorded = await self._store.turns.record_in_thread(
             turn, request.thread, rate=self._config.member_rate
@@ -168,8 +175,54 @@ class ConversationService:
                 size=choice.size or default.size,
                 quality=choice.quality or default.quality,
                 format=choice.format or default.format,
+                action=choice.action,
             )
         )
+
+    async def again(
+        self,
+        event_key: str,
+        user: ChatUser,
+        turn_id: str,
+        redo: Redo,
+        *,
+        route: str = "",
+        thread: ThreadRef | None = None,
+        size: str | None = None,
+        instruction: str = "",
+    ) -> Turn | None:
+        """A click on an earlier turn's picture or failure, recorded as a new turn (None: the
+        click was recorded before). Only the turn's member may; a picture edit takes the
+        `instruction`, another size its `size`. `thread` is where the conversation is now
+        (it may have moved into a thread opened from the answer).
+
+        A retry reuses the failed turn's completion body and key: Samsar charges it once,
+        whether or not the first try reached it.
+        """
+        earlier = await self._store.turns.load(turn_id)
+        if earlier is None or earlier.request is None:
+            raise InputRejected(InputRejected.GONE)
+        if earlier.user_key != user.key:
+            raise NotThreadOwner(earlier.request.user.display_name)
+        asked = earlier.request
+        request = dataclasses.replace(asked, user=user, thread=thread or asked.thread)
+        if redo is Redo.RETRY:
+            call = earlier.call
+            if call is not None:
+                call = dataclasses.replace(call, of_turn=call.of_turn or earlier.turn_id)
+            async with self._thread_locks.hold(request.thread.key):
+                return await self._record(event_key, request, route, call=call)
+        image = asked.image or self._config.image
+        choice = ImageChoice(size=image.size, quality=image.quality, format=image.format)
+        if redo is Redo.HD:
+            choice = dataclasses.replace(choice, quality="high")
+        elif redo is Redo.SIZE:
+            choice = dataclasses.replace(choice, size=size)
+        elif redo is Redo.EDIT:
+            choice = dataclasses.replace(choice, action="edit")
+            request = dataclasses.replace(request, text=instruction, attachments="")
+        request = dataclasses.replace(request, kind=TurnKind.IMAGINE, attachments="")
+        return await self.submit(event_key, request, route=route, choice=choice)
 
     # --- thread and account actions ----------------------------------------------------
 

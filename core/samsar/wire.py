@@ -125,6 +125,7 @@ class ImageGenerationTool(WireBody):
     size: str
     quality: str
     format: str
+    action: str | None = None
 
 
 class ToolChoice(WireBody):
@@ -168,7 +169,11 @@ class CompletionBody(WireBody):
                 input_.insert(0, InputMessage(role="developer", content=request.developer_prompt))
         tools = choice = None
         if (opts := request.image_tool) is not None:
-            tools = [ImageGenerationTool(size=opts.size, quality=opts.quality, format=opts.format)]
+            tools = [
+                ImageGenerationTool(
+                    size=opts.size, quality=opts.quality, format=opts.format, action=opts.action
+                )
+            ]
             choice = ToolChoice() if request.force_image else "auto"
         return cls(
             session_id=request.session_id,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from core.conversation.limits import InputLimits, check_message
 from core.conversation.members import Members
 from core.conversation.prompts import developer_message, effective_prompt
-from core.errors import NotFound, NotThreadOwner, SamsarTimeout
+from core.errors import BotError, InsufficientCredits, NotFound, NotThreadOwner, SamsarTimeout
 from core.models import (
     Completion,
     CompletionRequest,
@@ -52,6 +52,7 @@ class ExecutorConfig:
     limits: InputLimits = field(default_factory=InputLimits)
     max_output_tokens: int | None = None
     patience: Patience = field(default_factory=Patience)
+    buy_credits: int = 100  # the checkout an out-of-credits answer links to (0: no link)
 
 
 class TurnExecutor:
@@ -81,6 +82,36 @@ class TurnExecutor:
         if session is not None and session.owner_key != prepared.user.key:
             raise NotThreadOwner(session.owner_display)
         identity = await self._members.ensure(prepared.user)
+        try:
+            return await self._run(turn, request, prepared, owner, working, session, identity)
+        except InsufficientCredits as exc:
+            exc.checkout_url = await self._checkout(turn, identity)
+            raise
+
+    async def _checkout(self, turn: Turn, identity: ExternalIdentity) -> str | None:
+        """A checkout link for the member out of credits (one per turn, whatever the tries),
+        so their answer can open it in one click; None when Samsar cannot give one now."""
+        if self._config.buy_credits <= 0:
+            return None
+        try:
+            link = await self._samsar.recharge_link(
+                identity, self._config.buy_credits, idempotency_key=f"{turn.turn_id}:buy"
+            )
+        except BotError as exc:
+            log.info("no checkout link", extra={"turn_id": turn.turn_id, "error": repr(exc)})
+            return None
+        return link.url
+
+    async def _run(
+        self,
+        turn: Turn,
+        request: TurnRequest,
+        prepared: Prepared,
+        owner: str,
+        working: Working,
+        session: ThreadSession | None,
+        identity: ExternalIdentity,
+    ) -> Reply:
         call = turn.call
         try:
             if call is None:

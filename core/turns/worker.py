@@ -236,7 +236,12 @@ class TurnWorker:
                 if turn.runs > 1:
                     log.info("turn resumed", extra={"turn_id": turn.turn_id, "runs": turn.runs})
                     metrics.RECOVERED.inc()
-                outcome = await self._run(turn, request, channel, posted)
+                try:
+                    outcome = await self._run(turn, request, channel, posted)
+                except Undeliverable as exc:  # no one to answer there any more: no call
+                    log.info("turn dropped: undeliverable", extra={**_ids(turn), "why": str(exc)})
+                    await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+                    return
                 started = turn.created_at or self._now()
                 latency = int((self._now() - started).total_seconds() * 1000)
                 if not await self._ledger.complete(
@@ -261,6 +266,8 @@ class TurnWorker:
                 return await self._executor.run(turn, request, prepared, self.owner, working)
         except BotError as exc:
             return exc
+        except Undeliverable:
+            raise
         except Exception:  # a bug: the member still gets a sentence, the log the trace
             log.exception("turn failed unexpectedly", extra=_ids(turn))
             return Unexpected()

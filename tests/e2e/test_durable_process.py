@@ -305,7 +305,7 @@ async def test_two_replicas_on_postgres_one_killed_mid_turn_the_other_resumes_it
         async with bot_process(setup, tmp_path / "a.log") as first:
             await started(first, TAKING_SLACK)
             await fake.socket.connected()
-            envelope = await fake.socket.send("events_api", sp.mention("slow #slow=2", at=at))
+            envelope = await fake.socket.send("events_api", sp.mention("slow #slow=5", at=at))
             await fake.wait_until(lambda: envelope in fake.socket.acks)
             await in_flight(setup)
             async with bot_process(setup, tmp_path / "b.log") as second:

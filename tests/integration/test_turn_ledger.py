@@ -98,6 +98,18 @@ async def test_record_keeps_the_request_and_drops_a_duplicate(store: SqlStore) -
     assert await store.turns.get("missing") is None
 
 
+async def test_a_retry_is_recorded_with_the_call_and_key_of_the_turn_it_asks_again(
+    store: SqlStore,
+) -> None:
+    failed = turn("ev1")
+    call = SamsarCall("sess-1", False, "be brief", "fp", of_turn=failed.turn_id)
+    retry = dataclasses.replace(turn("ev2"), call=call)
+    assert (await store.turns.record_in_thread(retry, thread())).written
+    loaded = await store.turns.get("ev2")
+    assert loaded is not None and loaded.call == call
+    assert loaded.call.idempotency_key(loaded.turn_id) == f"turn-{failed.turn_id}"
+
+
 async def test_record_in_thread_refuses_another_members_thread_and_writes_nothing(
     store: SqlStore,
 ) -> None:

@@ -12,6 +12,20 @@ TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 APP_ID = "A0FAKE"
+CLIENT_ID = "1111.2222"  # the app's OAuth client (distribution)
+CLIENT_SECRET = "fake-client-secret"
+
+
+@dataclass
+class FakeWorkspace:
+    """A workspace (or a Grid org, installed org-wide) and its bot in it."""
+
+    team_id: str | None
+    name: str
+    enterprise_id: str | None = None
+    org_install: bool = False
+    bot_user: str = BOT_USER
+    bot_id: str = BOT_ID
 
 
 @dataclass

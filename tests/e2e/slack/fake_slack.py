@@ -5,6 +5,7 @@ Slack refuses (bad token, unknown method, missing arguments)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -19,11 +20,15 @@ from aiohttp import web
 
 from tests.e2e.slack import fake_web_api
 from tests.e2e.slack.fake_records import (
+    APP_ID,
     APP_TOKEN,
     BOT_TOKEN,
+    CLIENT_ID,
+    CLIENT_SECRET,
     SIGNING_SECRET,
     TEAM,
     ApiCall,
+    FakeWorkspace,
     Message,
     Upload,
 )
@@ -52,6 +57,21 @@ class FakeSlack:
         self.failing: dict[str, tuple[int, str, Callable[[dict[str, Any]], bool]]] = {}
         self.stalled: set[str] = set()  # file ids whose download never finishes
         self.garbled: dict[str, int] = {}  # method → calls left to answer with an HTML page
+        # Bot tokens and the workspace each speaks for; a revoked one is refused.
+        self.tokens: dict[str, FakeWorkspace] = {BOT_TOKEN: FakeWorkspace(TEAM, "Fake Team")}
+        self.revoked: set[str] = set()
+        self.channel_teams: dict[str, str] = {}  # channel → its workspace (unlisted: TEAM's)
+        self.current: FakeWorkspace | None = None  # whose token the call in hand carries
+        # OAuth (distribution): who approves the next install, codes issued, refresh tokens.
+        self.redirect_url = ""  # the app's Redirect URL, as configured on api.slack.com
+        self.approver: FakeWorkspace | None = None
+        self.denies = False
+        self.rotating = False  # issue expiring tokens with refresh tokens (token rotation)
+        self.token_lifetime = 43200  # seconds a rotating token lives (Slack: 12 hours)
+        self.codes: dict[str, FakeWorkspace] = {}
+        self.issued: list[str] = []  # bot tokens in the order they were issued
+        self.refresh_tokens: dict[str, FakeWorkspace] = {}
+        self.authorize_requests: list[dict[str, str]] = []
         self._stopping = asyncio.Event()
         self.socket = SocketServer(self._changed)
         self._ids = itertools.count(1)
@@ -156,10 +176,93 @@ class FakeSlack:
         """A fresh object id."""
         return f"{prefix}{next(self._ids):06d}"
 
+    def token_of(self, team_id: str) -> str:
+        """The live bot token Slack issued last for `team_id` (or Grid org id)."""
+        for token, workspace in reversed(list(self.tokens.items())):
+            if token not in self.revoked and team_id in (
+                workspace.team_id,
+                workspace.enterprise_id,
+            ):
+                return token
+        raise KeyError(team_id)
+
+    def revoke(self, team_id: str) -> None:
+        """The workspace uninstalled the app: every token of it stops working."""
+        for token, workspace in self.tokens.items():
+            if team_id in (workspace.team_id, workspace.enterprise_id):
+                self.revoked.add(token)
+
+    def _issue(self, workspace: FakeWorkspace) -> dict[str, Any]:
+        """A new bot token for `workspace` (with a refresh token when rotation is on)."""
+        token = f"xoxb-{workspace.team_id or workspace.enterprise_id}-{self.next_id('t')}"
+        self.tokens[token] = workspace
+        self.issued.append(token)
+        issued: dict[str, Any] = {"access_token": token}
+        if self.rotating:
+            refresh = f"xoxe-1-{self.next_id('r')}"
+            self.refresh_tokens[refresh] = workspace
+            issued |= {"refresh_token": refresh, "expires_in": self.token_lifetime}
+        return issued
+
+    def _oauth_access(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        """oauth.v2.access: the app's client id and secret by HTTP Basic (or in the form);
+        a code once, or a refresh token (rotation)."""
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        if client_id != CLIENT_ID:
+            return {"ok": False, "error": "invalid_client_id"}
+        if secret != CLIENT_SECRET:
+            return {"ok": False, "error": "bad_client_secret"}
+        if params.get("grant_type") == "refresh_token":
+            workspace = self.refresh_tokens.pop(str(params.get("refresh_token")), None)
+            if workspace is None:
+                return {"ok": False, "error": "invalid_refresh_token"}
+            return {"ok": True, "token_type": "bot", **self._issue(workspace)}
+        workspace = self.codes.pop(str(params.get("code")), None)
+        if workspace is None:
+            return {"ok": False, "error": "invalid_code"}
+        enterprise = (
+            {"id": workspace.enterprise_id, "name": "Fake Org"} if workspace.enterprise_id else None
+        )
+        team = {"id": workspace.team_id, "name": workspace.name} if workspace.team_id else None
+        return {
+            "ok": True,
+            "token_type": "bot",
+            "scope": "chat:write,commands",
+            "bot_user_id": workspace.bot_user,
+            "app_id": APP_ID,
+            "team": team,
+            "enterprise": enterprise,
+            "is_enterprise_install": workspace.org_install,
+            "authed_user": {"id": "U0INSTALLER"},
+            **self._issue(workspace),
+        }
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """Slack's approval page, as if the admin (`approver`) approved or cancelled."""
+        query = dict(request.query)
+        self.authorize_requests.append(query)
+        if query.get("client_id") != CLIENT_ID or not query.get("scope"):
+            return web.Response(status=400, text="Invalid client_id parameter")
+        target = query.get("redirect_uri") or self.redirect_url
+        state = query.get("state", "")
+        if self.denies or self.approver is None:
+            raise web.HTTPFound(f"{target}?error=access_denied&state={state}")
+        code = self.next_id("code")
+        self.codes[code] = self.approver
+        raise web.HTTPFound(f"{target}?code={code}&state={state}")
+
     # --- the web server -------------------------------------------------------------
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await _params(request)
+        if method == "oauth.v2.access":
+            body = self._oauth_access(request, params)
+            self.calls.append(ApiCall(method, {"code": params.get("code")}, None, 200, body))
+            self._changed()
+            return web.json_response(body)
         if self.dropped.get(method):
             self.dropped[method] -= 1
             self.calls.append(ApiCall(method, params, None, 0, {}))
@@ -196,9 +299,14 @@ class FakeSlack:
             return {"ok": False, "error": "unknown_method"}
         if not token:
             return {"ok": False, "error": "not_authed"}
-        expected = APP_TOKEN if method in _APP_TOKEN_METHODS else BOT_TOKEN
-        if token != expected:
+        if method in _APP_TOKEN_METHODS:
+            if token != APP_TOKEN:
+                return {"ok": False, "error": "invalid_auth"}
+        elif token in self.revoked:
+            return {"ok": False, "error": "token_revoked"}
+        elif token not in self.tokens:
             return {"ok": False, "error": "invalid_auth"}
+        self.current = self.tokens.get(token)
         try:
             return {"ok": True, **handler(self, params)}
         except fake_web_api.SlackError as exc:
@@ -219,7 +327,8 @@ class FakeSlack:
         auth = request.headers.get("Authorization")
         self.downloads.append((request.path, auth))
         file_id = request.match_info["file"].split("-")[-1]
-        if auth != f"Bearer {BOT_TOKEN}" or file_id not in self.files:
+        token = (auth or "").removeprefix("Bearer ")
+        if token not in self.tokens or token in self.revoked or file_id not in self.files:
             raise web.HTTPFound(f"{self.url}/signin")  # Slack sends strangers to its login page
         if file_id in self.stalled:
             await self._stopping.wait()
@@ -238,6 +347,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{file}/{tail:.*}", self._download)
         app.router.add_post("/respond/{hook}", self._respond)
         app.router.add_get("/socket", self.socket.handle)
+        app.router.add_get("/oauth/v2/authorize", self._authorize)
         return app
 
     def response_url(self) -> str:

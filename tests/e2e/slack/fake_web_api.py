@@ -57,20 +57,29 @@ def _channel(fake: FakeSlack, params: dict[str, Any], name: str = "channel") -> 
         raise SlackError("channel_not_found")
     if channel in fake.not_member:
         raise SlackError("not_in_channel")
+    owner = fake.channel_teams.get(channel, TEAM)
+    caller = fake.current
+    if caller is not None and owner not in (caller.team_id, caller.enterprise_id):
+        raise SlackError("channel_not_found")  # another workspace's channel: not seen
     return channel
 
 
 def auth_test(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     """auth.test: who the bot token belongs to."""
-    return {
+    workspace = fake.current
+    assert workspace is not None
+    answer = {
         "url": f"{fake.url}/",
-        "team": "Fake Team",
+        "team": workspace.name,
         "user": "samsar",
-        "team_id": TEAM,
-        "user_id": BOT_USER,
-        "bot_id": BOT_ID,
-        "is_enterprise_install": False,
+        "team_id": workspace.team_id,
+        "user_id": workspace.bot_user,
+        "bot_id": workspace.bot_id,
+        "is_enterprise_install": workspace.org_install,
     }
+    if workspace.enterprise_id:
+        answer["enterprise_id"] = workspace.enterprise_id
+    return answer
 
 
 def post_message(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
