@@ -178,14 +178,16 @@ def run() -> None:
             "workspace that installs the app."
         )
 
-    log.info(
-        "samsar-bot starting",
-        extra={
-            "version": version(),
-            "platforms": [name for name, _, _ in platforms],
-            "database": make_url(database_url(settings)).get_backend_name(),
-        },
-    )
+    started: dict[str, object] = {
+        "version": version(),
+        "platforms": [name for name, _, _ in platforms],
+        "database": make_url(database_url(settings)).get_backend_name(),
+    }
+    if settings.discord_token is not None:
+        from bots.discord.shards import describe as discord_shards
+
+        started["discord_shards"] = discord_shards(settings)
+    log.info("samsar-bot starting", extra=started)
 
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:

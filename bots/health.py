@@ -1,9 +1,9 @@
 """Health, readiness and metrics of `samsar-bot run`, on one small HTTP server.
 
 - `/healthz`: the process serves (200).
-- `/readyz`: the database answers and every configured platform is connected (Discord READY,
-  Slack's socket connected or its HTTP endpoint listening): 200, else 503; both with a JSON
-  body saying what is what.
+- `/readyz`: the database answers and every configured platform is connected (Discord READY
+  on every shard of this process, Slack's socket connected or its HTTP endpoint listening):
+  200, else 503; both with a JSON body saying what is what.
 - `/metrics`: the counters and histograms of `core.metrics`, in Prometheus' text format.
 
 Bound to HEALTH_HOST (127.0.0.1 unless the operator opens it, as a container does)."""

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Platforms (used by `samsar-bot run`)
     discord_token: SecretStr | None = None
     discord_guild_ids: CommaList = ()
+    # Discord shards: how many the bot has in all, and which of them this process runs (unset:
+    # discord.py asks Discord for the recommended count and runs every shard here).
+    discord_shard_count: int | None = Field(None, ge=1)
+    discord_shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -118,6 +122,31 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise ValueError("comma-separated shard numbers, e.g. 0,1")
+        return tuple(int(part) for part in parts)
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shards_of_the_count(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        """Each shard once, and below DISCORD_SHARD_COUNT (which they need)."""
+        if not value or "discord_shard_count" not in info.data:
+            return value  # none given, or the count is invalid itself (that error is reported)
+        count = info.data["discord_shard_count"]
+        if count is None:
+            raise ValueError("needs DISCORD_SHARD_COUNT, the number of shards in all")
+        if len(set(value)) != len(value):
+            raise ValueError("a shard is named twice")
+        if any(shard >= count for shard in value):
+            raise ValueError(f"shard numbers run from 0 to {count - 1} (DISCORD_SHARD_COUNT)")
         return value
 
     @field_validator("image_size", "image_quality", "image_format")

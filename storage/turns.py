@@ -264,6 +264,8 @@ class SqlTurnLedger:
             # A retry's completion body and key, taken over from the turn it asks again.
             "call": dump_call(turn.call) if turn.call is not None else None,
         }
+        if turn.status.value in DONE:  # noted as done at once: pruned like any finished turn
+            values["finished_at"] = values["created_at"]
         if turn.error is not None:  # refused at intake: to be told, nothing to run
             values["status"] = _COMPLETED
             values["error"] = dump_error(turn.error)

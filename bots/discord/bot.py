@@ -1,4 +1,5 @@
-"""The Discord bot: intents, cogs and command sync in `setup_hook`, and the two error hooks."""
+"""The Discord bot: intents, shards, cogs and command sync in `setup_hook`, and the two error
+hooks."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from bots.discord.cogs.imagine import ImagineCog
 from bots.discord.cogs.interactions import InteractionsCog
 from bots.discord.cogs.messages import MessagesCog
 from bots.discord.commands_check import admit
+from bots.discord.shards import INVALID_SHARD, SHARDING_REQUIRED, ShardingRefused, ShardsReady
 from bots.discord.translate import PLATFORM, Interaction
 from bots.discord.turns import DiscordTurns
 from core.conversation.locks import KeyedLocks
@@ -35,6 +37,20 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY = 5.0
 """Seconds between status updates of a running image generation."""
+
+
+# What the bot does in a guild: see channels, post and reply (with links and files), open a
+# thread from its answer and post in it. The invite URL asks for these.
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,
+    create_public_threads=True,
+    send_messages_in_threads=True,
+)
+INVITE_SCOPES = ("bot", "applications.commands")
 
 
 def intents() -> discord.Intents:
@@ -59,8 +75,9 @@ class SamsarCommandTree(app_commands.CommandTree[discord.Client]):
         return await admit(self, interaction)
 
 
-class SamsarDiscordBot(commands.Bot):
-    """The Samsar assistant on Discord; `options` reach `discord.Client` (e.g. in tests)."""
+class SamsarDiscordBot(commands.AutoShardedBot):
+    """The Samsar assistant on Discord, over the shards of DISCORD_SHARD_COUNT/IDS (unset:
+    Discord's recommended count, all here); `options` reach `discord.Client` (e.g. in tests)."""
 
     def __init__(
         self,
@@ -71,14 +88,18 @@ class SamsarDiscordBot(commands.Bot):
         cdn_origins: Sequence[str] = DISCORD_CDN_ORIGINS,
         **options: Any,
     ) -> None:
+        if settings.discord_shard_ids:  # else every shard of the count runs here
+            options["shard_ids"] = list(settings.discord_shard_ids)
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=SamsarCommandTree,
+            shard_count=settings.discord_shard_count,
             **options,
         )
+        self.shards_ready = ShardsReady()
         self.service = service
         self.settings = settings
         self.status_every = status_every
@@ -89,6 +110,16 @@ class SamsarDiscordBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         """Add the cogs and sync the commands: to DISCORD_GUILD_IDS at once, else globally."""
+        health.connected(PLATFORM, False)  # until every shard of this process is READY
+        if self.shard_count is None:
+            # Discord's recommended count, all here. Asked now, so the shards connect to
+            # DISCORD_GATEWAY_URL: discord.py would take the URL of this answer instead.
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        if self.application_id is not None:
+            url = discord.utils.oauth_url(
+                self.application_id, permissions=PERMISSIONS, scopes=INVITE_SCOPES
+            )
+            log.info("discord invite url", extra={"url": url})
         await self.add_cog(ChatCog(self.service, self.settings, self.turns))
         await self.add_cog(MessagesCog(self, self.service, self.settings, self.turns))
         await self.add_cog(ImagineCog(self.service, self.settings, self.turns))
@@ -121,17 +152,25 @@ class SamsarDiscordBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: the messages cog handles what members write."""
 
-    async def on_ready(self) -> None:
-        """Connected: ready for /readyz."""
-        health.connected(PLATFORM, True)
+    async def on_shard_ready(self, shard_id: int) -> None:
+        """A shard is READY with its guilds; /readyz is ready once every shard here is."""
+        self.shards_ready.up(shard_id)
+        log.info("discord shard ready", extra={"shard_id": shard_id, "shards": self.shard_count})
+        self._report_readiness()
 
-    async def on_resumed(self) -> None:
-        """Connected again after a blip."""
-        health.connected(PLATFORM, True)
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        """A shard is connected again after a blip."""
+        self.shards_ready.up(shard_id)
+        self._report_readiness()
 
-    async def on_disconnect(self) -> None:
-        """Lost the gateway (discord.py reconnects by itself)."""
-        health.connected(PLATFORM, False)
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        """A shard lost the gateway (discord.py reconnects it by itself)."""
+        self.shards_ready.down(shard_id)
+        self._report_readiness()
+
+    def _report_readiness(self) -> None:
+        mine = self.shard_ids if self.shard_ids is not None else range(self.shard_count or 1)
+        health.connected(PLATFORM, self.shards_ready.all_of(mine))
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """A gateway event handler failed: answer the member's message when there is one."""
@@ -152,12 +191,26 @@ async def run_discord(app: App) -> None:
     # discord.py reads both from class attributes: one bot per process, so this is its own.
     discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
-    async with SamsarDiscordBot(app.service, settings) as bot:
-        await bot.start(token.get_secret_value())
+    try:
+        async with SamsarDiscordBot(app.service, settings) as bot:
+            await bot.start(token.get_secret_value())
+    except discord.ConnectionClosed as exc:
+        # The count is the operator's: Discord will refuse it on every restart as well.
+        sharding = exc.code in (INVALID_SHARD, SHARDING_REQUIRED)
+        if sharding and settings.discord_shard_count is not None:
+            raise ShardingRefused(exc.code, settings) from exc
+        raise
+    finally:
+        health.connected(PLATFORM, False)
 
 
 def is_fatal(error: BaseException) -> bool:
-    """Errors no restart can cure: a refused token, intents not enabled, a missing setting."""
+    """Errors no restart can cure: a refused token, intents not enabled, a missing setting,
+    shards Discord refuses."""
     return isinstance(
-        error, discord.LoginFailure | discord.PrivilegedIntentsRequired | MissingSettingError
+        error,
+        discord.LoginFailure
+        | discord.PrivilegedIntentsRequired
+        | MissingSettingError
+        | ShardingRefused,
     )

@@ -37,7 +37,7 @@ from bots.slack.intake import Intake
 from bots.slack.members import Members
 from bots.slack.progress import Place
 from bots.slack.render import Renderer
-from bots.slack.tasks import Background, RecentKeys
+from bots.slack.tasks import Background
 from bots.slack.translate import (
     command_key,
     enterprise_of,
@@ -101,8 +101,8 @@ class SlackBot:
         options: SlackOptions = SlackOptions(),
         records: InstallationRecords | None = None,
     ) -> None:
+        self._service = service
         self.tasks = Background()
-        self._recent = RecentKeys()
         parts = workspace_parts(settings, options)
         self.distribution: Distribution | None = None
         if settings.slack_distributed:
@@ -161,11 +161,12 @@ class SlackBot:
         )
         service.worker.attach("slack", self.turns)
 
-    def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
-        """Run `work` after the ack (work that records no turn: App Home, greetings, account
-        commands), unless this process already started the same event."""
-        retry = request.headers.get("x-slack-retry-num", ["0"])[0]
-        if not self._recent.first_time(key):
+    async def _start(self, key: str, request: AsyncBoltRequest, work: Work) -> None:
+        """Run `work` after the ack (work that records no turn: greetings, account commands),
+        unless this process or another replica already took the same event (noted in the
+        ledger before the ack, as a turn is)."""
+        if not await self._service.first_delivery(key, "slack"):
+            retry = request.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("redelivery skipped", extra={"event_key": key, "retry_num": retry})
             return
         self.tasks.spawn(work(), event_key=key)
@@ -224,7 +225,7 @@ class SlackBot:
                 await renderer.say(place, texts.GREETING)
 
         # One greeting per thread, retries or not.
-        self._start(f"slack:assistant:{channel}:{thread_ts}", request, greet)
+        await self._start(f"slack:assistant:{channel}:{thread_ts}", request, greet)
 
     async def _ignore(self) -> None:
         """Events the app subscribes to without acting on them."""
@@ -237,7 +238,7 @@ class SlackBot:
             # The thread's root is posted and the turn recorded before the ack.
             await self._commands.run(body, respond)
         else:
-            self._start(key, request, lambda: self._commands.run(body, respond))
+            await self._start(key, request, lambda: self._commands.run(body, respond))
         await ack()
 
     async def close(self, grace: float = 10.0) -> None:

@@ -1,10 +1,9 @@
-"""Work after the ack: tracked background tasks, and the event keys this process has seen."""
+"""Work after the ack: tracked background tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -48,25 +47,3 @@ class Background:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class RecentKeys:
-    """Event keys started in this process: a redelivery of one is dropped before any work.
-
-    Only a shortcut: exactly-once billing comes from core's turn ledger, which also holds
-    across restarts and replicas.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._keys: OrderedDict[str, None] = OrderedDict()
-
-    def first_time(self, key: str) -> bool:
-        """True the first time `key` is offered, False after."""
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return False
-        self._keys[key] = None
-        while len(self._keys) > self._size:
-            self._keys.popitem(last=False)
-        return True

@@ -29,6 +29,7 @@ from core.models import (
     Turn,
     TurnKind,
     TurnRequest,
+    TurnStatus,
 )
 from core.ports import SamsarPort, Store
 from core.turns.executor import ExecutorConfig, Patience, TurnExecutor
@@ -144,6 +145,25 @@ class ConversationService:
     async def turn(self, turn_id: str) -> Turn | None:
         """A turn by its id (a button names the turn it acts on), or None once pruned."""
         return await self._store.turns.load(turn_id)
+
+    async def first_delivery(self, event_key: str, platform: str) -> bool:
+        """Whether this is the first delivery, to this replica or any other, of an event whose
+        work records no turn (a greeting, an account command). The event is noted in the
+        ledger as done before the work, so a redelivery anywhere is dropped; a crash in
+        between loses that work rather than doing it twice."""
+        note = Turn(
+            turn_id=uuid.uuid4().hex,
+            event_key=event_key,
+            platform=platform,
+            thread_key=f"once:{event_key}",  # a thread of its own: it orders no member turn
+            user_key="",
+            kind="once",
+            status=TurnStatus.DELIVERED,
+        )
+        first = await self._store.turns.record(note)
+        if not first:
+            log.info("duplicate event dropped", extra={"event_key": event_key})
+        return first
 
     async def turn_of(self, event_key: str) -> Turn | None:
         """The ledger row of an event, if it was already taken."""

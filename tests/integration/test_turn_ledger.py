@@ -272,6 +272,19 @@ async def test_prune_removes_only_old_finished_turns(clock_store: tuple[SqlStore
     assert await store.turns.get("old") is None and await store.turns.get("open") is not None
 
 
+async def test_an_event_noted_once_is_dropped_after_and_pruned_like_a_finished_turn(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    """Work that records no turn (a greeting) is noted so no replica does it twice."""
+    store, clock = clock_store
+    service = ConversationService(FakeSamsar(), store, ConversationConfig())
+    assert await service.first_delivery("slack:assistant:D1:1.0", "slack") is True
+    assert await service.first_delivery("slack:assistant:D1:1.0", "slack") is False
+    assert await store.turns.claim("w", ["slack"], LEASE) is None  # nothing for a worker
+    clock.tick(days=31)
+    assert await store.turns.prune(clock.now - timedelta(days=30)) == 1
+
+
 async def test_many_workers_claim_each_turn_exactly_once(database: Database) -> None:
     """Four replicas (their own pools) claim at once: every turn once, a thread's in order."""
     async with AsyncExitStack() as stack:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,6 +39,15 @@ def test_compose_runs_two_replicas_of_the_image_on_one_postgres() -> None:
         assert "@postgres:5432/" in bot["environment"]["DATABASE_URL"]
         assert bot["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["postgres"]["image"].startswith("postgres:")
+    # Every setting named is one of ours; each Discord shard runs in exactly one replica.
+    for bot in bots:
+        assert {name.lower() for name in bot["environment"]} <= set(Settings.model_fields)
+    counts = {int(bot["environment"]["DISCORD_SHARD_COUNT"]) for bot in bots}
+    assert len(counts) == 1
+    shards = sorted(
+        int(s) for bot in bots for s in bot["environment"]["DISCORD_SHARD_IDS"].split(",")
+    )
+    assert shards == list(range(counts.pop()))
 
 
 def test_hadolint_finds_nothing() -> None:

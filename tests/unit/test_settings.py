@@ -72,3 +72,31 @@ def test_image_settings_are_kept_normalised(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("IMAGE_SIZE", " 512X512 ")
     settings = Settings()
     assert (settings.image_format, settings.image_size) == ("jpeg", "512x512")
+
+
+def test_discord_shards_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().discord_shard_count, Settings().discord_shard_ids) == (None, ())
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "2, 3")
+    settings = Settings()
+    assert (settings.discord_shard_count, settings.discord_shard_ids) == (4, (2, 3))
+
+
+@pytest.mark.parametrize(
+    ("count", "ids", "said"),
+    [
+        ("", "1", "Invalid setting DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT"),
+        ("2", "2", "Invalid setting DISCORD_SHARD_IDS: shard numbers run from 0 to 1"),
+        ("2", "0,x", "Invalid setting DISCORD_SHARD_IDS: comma-separated shard numbers"),
+        ("3", "1,1", "Invalid setting DISCORD_SHARD_IDS: a shard is named twice."),
+        ("0", "", "Invalid setting DISCORD_SHARD_COUNT: Input should be greater than or equal"),
+    ],
+)
+def test_discord_shards_that_cannot_work_are_refused_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, count: str, ids: str, said: str
+) -> None:
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", count)
+    monkeypatch.setenv("DISCORD_SHARD_IDS", ids)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert settings_problems(caught.value).startswith(said)

@@ -33,7 +33,7 @@ KNOWN_CUSTOM_IDS: frozenset[str] = frozenset()
 class InteractionsCog(commands.Cog):
     """Answers what no command answers; installs the gateway's checks."""
 
-    def __init__(self, bot: commands.Bot, *, answer_within: float = ANSWER_WITHIN) -> None:
+    def __init__(self, bot: discord.Client, *, answer_within: float = ANSWER_WITHIN) -> None:
         self._guard = GatewayGuard(bot)
         self._answer_within = answer_within
         self._pending: dict[int, asyncio.TimerHandle] = {}

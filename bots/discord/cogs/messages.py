@@ -30,7 +30,7 @@ class MessagesCog(commands.Cog):
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: discord.Client,
         service: ConversationService,
         settings: Settings,
         turns: KeyedLocks,

@@ -155,10 +155,12 @@ async def running_harness(
     completion_timeout: float = 20.0,
     status_every: float = 5.0,
     start_credits: int = 100,
+    fake: FakeDiscord | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """Sandbox, store, fake Discord and the bot started with `start()`; all stopped after."""
-    fake = FakeDiscord()
+    """Sandbox, store, fake Discord (this one, if given) and the bot started with `start()`;
+    all stopped after."""
+    fake = fake or FakeDiscord()
     async with (
         fake.running(),
         running_sandbox(SandboxConfig(start_credits=start_credits)) as sandbox,
@@ -174,7 +176,8 @@ async def running_harness(
         # The real client, pointed at the fake (monkeypatch restores both after the test).
         monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base_url}/api/v10")
         monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway.url))
-        settings = Settings(discord_token=TOKEN, discord_guild_ids=str(fake.guild_id), **overrides)
+        guild_ids = ",".join(str(guild_id) for guild_id in fake.guild_ids)
+        settings = Settings(discord_token=TOKEN, discord_guild_ids=guild_ids, **overrides)
         service = ConversationService(samsar, store, conversation_config(settings))
         bot = SamsarDiscordBot(
             service,

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.fake_channels import ChannelRoutes, Stored
-from tests.e2e.discord.fake_gateway import Gateway
+from tests.e2e.discord.fake_gateway import Gateway, shard_of
 from tests.e2e.discord.fake_interactions import InteractionRoutes
 from tests.e2e.discord.fake_rules import (
     BODY,
@@ -48,17 +48,21 @@ class Recorded:
 
 
 class FakeDiscord(ChannelRoutes, InteractionRoutes):
-    """The fake: a guild with one text channel, a bot user, members, and the routes below."""
+    """The fake: a guild with one text channel (more with `add_guild`), a bot user, members,
+    and the routes below. `shards` is the count Discord recommends, `required_shards` the
+    fewest it accepts, `max_concurrency` how many shards may identify at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shards: int = 1, required_shards: int = 1, max_concurrency: int = 1):
         self.app_id = p.snowflake()
         self.bot = p.user(p.snowflake(), "samsar", bot=True)
         self.guild_id = p.snowflake()
         self.channel_id = p.snowflake()
+        self.guild_ids = [self.guild_id]
         self.channels: dict[int, dict[str, Any]] = {
             self.channel_id: p.text_channel(self.channel_id, self.guild_id)
         }
         self.messages: dict[int, list[Stored]] = {self.channel_id: []}
+        self.max_concurrency = max_concurrency
         self.requests: list[Recorded] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.cdn: dict[int, bytes] = {}
@@ -68,7 +72,9 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.cdn_hosts: list[str] = []  # the Host each of those requests named
         self.rate_limits: dict[tuple[str, str], tuple[float, Callable[[Body], bool]]] = {}
         self.base_url = ""
-        self.gateway = Gateway(TOKEN, self._ready_payloads)
+        self.gateway = Gateway(
+            TOKEN, self._ready_payloads, shards=shards, required_shards=required_shards
+        )
         self._changed = asyncio.Condition()
         self.gateway.on_change = self._poke
         super().__init__()
@@ -85,7 +91,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             ("GET", "/users/@me", self._me),
             ("GET", "/oauth2/applications/@me", self._application),
             ("GET", "/gateway/bot", self._gateway_bot),
-            ("GET", "/gateway", self._gateway_bot),
+            ("GET", "/gateway", self._gateway),
             ("PUT", "/applications/{app_id}/commands", self._sync),
             ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._sync),
             *self.channel_routes(),
@@ -213,6 +219,16 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         """Threads opened so far."""
         return [c for c in self.channels.values() if c["type"] == p.PUBLIC_THREAD]
 
+    def add_guild(self, shard_id: int, shard_count: int) -> tuple[int, int]:
+        """Another guild, with a text channel, whose events go to shard `shard_id` of
+        `shard_count`; returns (guild id, channel id)."""
+        guild_id = p.snowflake_in_shard(shard_id, shard_count)
+        channel_id = p.snowflake()
+        self.guild_ids.append(guild_id)
+        self.channels[channel_id] = p.text_channel(channel_id, guild_id)
+        self.messages[channel_id] = []
+        return guild_id, channel_id
+
     def add_attachment(
         self, data: bytes, filename: str, *, delay: float = 0.0, behaviour: str | None = None
     ) -> dict[str, Any]:
@@ -230,21 +246,31 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
 
     # --- gateway payloads --------------------------------------------------------------
 
-    def _ready_payloads(self, session_id: str) -> list[tuple[str, dict[str, Any]]]:
+    def _ready_payloads(
+        self, session_id: str, shard: tuple[int, int]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """READY, then a GUILD_CREATE for each guild of the shard."""
+        shard_id, count = shard
+        guilds = [g for g in self.guild_ids if shard_of(g, count) == shard_id]
         ready = {
             "v": 10,
             "user": self.bot,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
             "session_id": session_id,
             "resume_gateway_url": self.gateway.url,
-            "shard": [0, 1],
+            "shard": [shard_id, count],
             "application": {"id": str(self.app_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
-        text = [c for c in self.channels.values() if c["type"] == p.TEXT]
-        created = p.guild(self.guild_id, text, self.threads(), self.bot)
-        return [("READY", ready), ("GUILD_CREATE", created)]
+        created = []
+        for guild_id in guilds:
+            text, threads = [], []
+            for channel in self.channels.values():
+                if channel.get("guild_id") == str(guild_id):
+                    (text if channel["type"] == p.TEXT else threads).append(channel)
+            created.append(("GUILD_CREATE", p.guild(guild_id, text, threads, self.bot)))
+        return [("READY", ready), *created]
 
     # --- REST: identity and commands ---------------------------------------------------
 
@@ -267,9 +293,22 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             }
         )
 
+    async def _gateway(self, request: web.Request) -> web.Response:
+        return json_response({"url": self.gateway.url})
+
     async def _gateway_bot(self, request: web.Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return json_response({"url": self.gateway.url, "shards": 1, "session_start_limit": limit})
+        limit = {
+            "total": 1000,
+            "remaining": 1000 - len(self.gateway.identifies),
+            "reset_after": 86_400_000,
+            "max_concurrency": self.max_concurrency,
+        }
+        body = {
+            "url": self.gateway.url,
+            "shards": self.gateway.shards,
+            "session_start_limit": limit,
+        }
+        return json_response(body)
 
     async def _sync(self, request: web.Request) -> web.Response:
         if request.match_info["app_id"] != str(self.app_id):

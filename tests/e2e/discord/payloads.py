@@ -26,6 +26,14 @@ def snowflake() -> int:
     return (ms << 22) | (next(_counter) & 0x3FFFFF)
 
 
+def snowflake_in_shard(shard_id: int, count: int) -> int:
+    """A fresh guild id whose events go to shard `shard_id` of `count` ((id >> 22) % count)."""
+    fresh = snowflake()
+    ms = fresh >> 22
+    ms -= (ms - shard_id) % count  # a moment earlier, on the shard's own millisecond
+    return (ms << 22) | (fresh & 0x3FFFFF)
+
+
 def now_iso() -> str:
     """The current time as Discord writes it."""
     return datetime.now(UTC).isoformat()
