@@ -13,10 +13,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 
 from bots import logs, texts
-from bots.bootstrap import App, MissingSettingError, database_url, wire
+from bots.bootstrap import App, MissingSettingError, SettingUnusable, opened_store, wire
 from bots.console.bot import ConsoleBot
 from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
@@ -28,7 +27,7 @@ from core.errors import (
     UpstreamError,
 )
 from core.models import ChatUser
-from core.settings import Settings
+from core.settings import ENV_FILE, Settings
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -71,22 +70,25 @@ def _main(
 
 
 def _settings() -> Settings:
+    """The environment's settings over those of `.env` in the working directory, if any."""
     try:
-        settings = Settings()
+        settings = Settings(_env_file=ENV_FILE)
     except ValidationError as exc:
         raise _fail(settings_problems(exc)) from None
-    logs.configure(settings.log_level)
+    except OSError as exc:  # .env is there but cannot be read
+        raise _fail(f"Cannot read {ENV_FILE}: {exc.strerror or exc}.") from None
+    logs.configure(settings.log_level, style=settings.log_format)
     return settings
 
 
 def settings_problems(error: ValidationError) -> str:
-    """One line per invalid setting: its variable and why, never its value (it may be secret)."""
-    lines = []
+    """One line naming each invalid setting and why, never its value (it may be secret)."""
+    problems = []
     for problem in error.errors(include_input=False, include_url=False):
         name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
         reason = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"Invalid setting {name}: {reason}.")
-    return "\n".join(lines)
+        problems.append(f"Invalid setting {name}: {reason}.")
+    return " ".join(problems)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -109,6 +111,8 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str, again: str | None = No
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
+    except SettingUnusable as exc:
+        raise _fail(str(exc)) from None
     except AuthenticationFailed:
         raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
     except (SamsarTimeout, SamsarUnreachable, UpstreamError) as exc:
@@ -136,7 +140,11 @@ def console(
     settings = _settings()
     if not verbose:
         # The terminal is the chat: no log line in it unless asked for.
-        logs.configure(settings.log_level, file=settings.data_dir / "console.log")
+        log_file = settings.data_dir / "console.log"
+        try:
+            logs.configure(settings.log_level, file=log_file, style=settings.log_format)
+        except OSError as exc:
+            raise _fail(f"Check DATA_DIR: {log_file} cannot be written: {exc.strerror}.") from None
 
     async def main() -> None:
         async with wire(settings, sandbox=sandbox) as wired:
@@ -164,17 +172,17 @@ def run() -> None:
             "with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP) for Slack."
         )
 
-    log.info(
-        "samsar-bot starting",
-        extra={
-            "version": version(),
-            "platforms": [name for name, _, _ in platforms],
-            "database": make_url(database_url(settings)).get_backend_name(),
-        },
-    )
-
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
+            # Once the database answered: a refusal is the one line `_execute` prints.
+            log.info(
+                "samsar-bot starting",
+                extra={
+                    "version": version(),
+                    "platforms": [name for name, _, _ in platforms],
+                    "database": wired.store.engine.dialect.name,
+                },
+            )
             if settings.health_port is not None:
                 await stack.enter_async_context(
                     health_server(
@@ -239,11 +247,14 @@ def sandbox_command(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations to DATABASE_URL (or the embedded SQLite file)."""
-    from storage.engine import upgrade
-
     settings = _settings()
-    asyncio.run(upgrade(database_url(settings)))
-    typer.echo("Database is up to date.")
+
+    async def main() -> bool:
+        async with opened_store(settings):  # migrated to head as it opens
+            return True
+
+    if _execute(main(), needs="to migrate"):
+        typer.echo("Database is up to date.")
 
 
 IdempotencyKey = Annotated[
