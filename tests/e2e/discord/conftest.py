@@ -155,10 +155,12 @@ async def running_harness(
     completion_timeout: float = 20.0,
     status_every: float = 5.0,
     start_credits: int = 100,
+    fake: FakeDiscord | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """Sandbox, store, fake Discord and the bot started with `start()`; all stopped after."""
-    fake = FakeDiscord()
+    """Sandbox, store, fake Discord (`fake`, set up beforehand, or a new one) and the bot
+    started with `start()`; all stopped after."""
+    fake = fake or FakeDiscord()
     async with (
         fake.running(),
         running_sandbox(SandboxConfig(start_credits=start_credits)) as sandbox,

@@ -96,7 +96,8 @@ class ChannelRoutes:
         if not 1 <= len(name) <= 100:
             raise Refusal(400, 50035, "Invalid Form Body")
         # A thread started from a message has the message's id.
-        created = p.thread(message_id, self.guild_id, channel_id, int(self.bot["id"]), name)
+        guild_id = int(self.channels[channel_id].get("guild_id", self.guild_id))
+        created = p.thread(message_id, guild_id, channel_id, int(self.bot["id"]), name)
         self.channels[message_id] = created
         self.messages[message_id] = []
         await self.gateway.dispatch("THREAD_CREATE", {**created, "newly_created": True})

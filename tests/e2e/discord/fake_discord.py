@@ -19,6 +19,7 @@ from aiohttp import web
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.fake_channels import ChannelRoutes, Stored
 from tests.e2e.discord.fake_gateway import Gateway
+from tests.e2e.discord.fake_guilds import GuildRoutes
 from tests.e2e.discord.fake_interactions import InteractionRoutes
 from tests.e2e.discord.fake_rules import (
     BODY,
@@ -47,8 +48,9 @@ class Recorded:
     at: float
 
 
-class FakeDiscord(ChannelRoutes, InteractionRoutes):
-    """The fake: a guild with one text channel, a bot user, members, and the routes below."""
+class FakeDiscord(ChannelRoutes, InteractionRoutes, GuildRoutes):
+    """The fake: a guild with one text channel (others may be added), a bot user, members,
+    and the routes below."""
 
     def __init__(self) -> None:
         self.app_id = p.snowflake()
@@ -71,7 +73,9 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         self.gateway = Gateway(TOKEN, self._ready_payloads)
         self._changed = asyncio.Condition()
         self.gateway.on_change = self._poke
-        super().__init__()
+        InteractionRoutes.__init__(self)
+        GuildRoutes.__init__(self)
+        self.joined.append(self.guild_id)
 
     # --- server ------------------------------------------------------------------------
 
@@ -90,6 +94,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._sync),
             *self.channel_routes(),
             *self.interaction_routes(),
+            *self.guild_routes(),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -234,7 +239,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         ready = {
             "v": 10,
             "user": self.bot,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.joined],
             "session_id": session_id,
             "resume_gateway_url": self.gateway.url,
             "shard": [0, 1],
@@ -242,9 +247,8 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             "private_channels": [],
             "relationships": [],
         }
-        text = [c for c in self.channels.values() if c["type"] == p.TEXT]
-        created = p.guild(self.guild_id, text, self.threads(), self.bot)
-        return [("READY", ready), ("GUILD_CREATE", created)]
+        created = [("GUILD_CREATE", self.guild_create(guild_id)) for guild_id in self.joined]
+        return [("READY", ready), *created]
 
     # --- REST: identity and commands ---------------------------------------------------
 

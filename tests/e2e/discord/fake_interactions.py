@@ -84,6 +84,7 @@ class InteractionRoutes:
         channel_id = channel_id or self.channel_id
         channel = self.channels[channel_id]
         in_guild = "guild_id" in channel
+        guild_id = str(channel.get("guild_id", self.guild_id))
         if data is None:
             data = {
                 "id": str(p.snowflake()),
@@ -106,13 +107,13 @@ class InteractionRoutes:
             "locale": "en-US",
             "entitlements": [],
             "attachment_size_limit": upload_limit,
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": guild_id},
         }
         if in_guild and kind in (COMMAND, AUTOCOMPLETE):
-            data["guild_id"] = str(self.guild_id)
+            data["guild_id"] = guild_id
         if in_guild:
             payload |= {
-                "guild_id": str(self.guild_id),
+                "guild_id": guild_id,
                 "guild_locale": "en-US",
                 "member": p.member(who, permissions=permissions),
                 "context": 0,
