@@ -46,9 +46,12 @@ class GuildRoutes:
         return p.guild(guild_id, text, threads, self.bot)
 
     async def join(self: FakeDiscord, guild_id: int) -> None:
-        """Someone adds the bot to the server: GUILD_CREATE, as Discord sends it then."""
+        """Someone adds the bot to the server: GUILD_CREATE, as Discord sends it then (without
+        `unavailable`, which only a server coming back from an outage carries)."""
         self.joined.append(guild_id)
-        await self.gateway.dispatch("GUILD_CREATE", self.guild_create(guild_id))
+        created = self.guild_create(guild_id)
+        del created["unavailable"]
+        await self.gateway.dispatch("GUILD_CREATE", created)
 
     def hold_leaves(self) -> None:
         """Keep the bot's requests to leave a server waiting (until `release_leaves`)."""
