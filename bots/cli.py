@@ -184,14 +184,18 @@ def run() -> None:
                 },
             )
             if settings.health_port is not None:
-                await stack.enter_async_context(
-                    health_server(
-                        settings.health_host,
-                        settings.health_port,
-                        platforms=[name for name, _, _ in platforms],
-                        database=wired.store.db.ping,
-                    )
+                serving = health_server(
+                    settings.health_host,
+                    settings.health_port,
+                    platforms=[name for name, _, _ in platforms],
+                    database=wired.store.db.ping,
                 )
+                try:
+                    await stack.enter_async_context(serving)
+                except OSError as exc:  # taken, or not an address of this machine
+                    where = f"{settings.health_host}:{settings.health_port}"
+                    reason = f"cannot listen on {where}: {exc.strerror or exc}"
+                    raise SettingUnusable("HEALTH_PORT and HEALTH_HOST", reason) from None
             await serve(
                 [
                     Platform(name, partial(runner, wired), fatal)

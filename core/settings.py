@@ -3,6 +3,8 @@ variable is in `.env.example`)."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +24,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 ENV_FILE = ".env"
 """Read by `samsar-bot` from its working directory; the environment wins over it."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -125,6 +128,19 @@ class Settings(BaseSettings):
             if not (guild_id.isascii() and guild_id.isdigit() and len(guild_id) <= 20):
                 raise ValueError("must be Discord server ids (numbers), separated by commas")
         return value
+
+    @field_validator("slack_host", "health_host")
+    @classmethod
+    def _listen_host(cls, value: str) -> str:
+        host = value.strip()
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    "must be an address (0.0.0.0, 127.0.0.1, ::) or a host name"
+                ) from None
+        return host
 
     @field_validator("log_level")
     @classmethod

@@ -52,9 +52,12 @@ def pg_url(port: int, user: str = "samsar") -> str:
     return f"postgresql+asyncpg://{user}:{SECRET}@127.0.0.1:{port}/samsar"
 
 
-async def one_line_each(tmp_path: Path, commands: Iterable[str], **env: str) -> dict[str, str]:
+async def one_line_each(
+    tmp_path: Path, commands: Iterable[str], *, logged_before: bool = False, **env: str
+) -> dict[str, str]:
     """Run the commands side by side; assert each ended as one line on stderr with exit 2 (no
-    traceback, no secret); return each one's line."""
+    traceback, no secret; with `logged_before`, after the log lines of a start that got that
+    far); return each one's line."""
 
     async def one(command: str) -> tuple[str, str]:
         code, out, err = await samsar_bot(tmp_path, *COMMANDS[command], **(START | env))
@@ -62,8 +65,8 @@ async def one_line_each(tmp_path: Path, commands: Iterable[str], **env: str) -> 
         assert "Traceback" not in err and "Traceback" not in out, f"{command}: {err}"
         assert SECRET not in err and SECRET not in out, command
         lines = err.strip().splitlines()
-        assert len(lines) == 1, f"{command}: {err}"
-        return command, lines[0]
+        assert logged_before or len(lines) == 1, f"{command}: {err}"
+        return command, lines[-1]
 
     return dict(await asyncio.gather(*(one(command) for command in commands)))
 
@@ -148,6 +151,26 @@ async def test_invalid_settings_are_one_line_naming_each(tmp_path: Path) -> None
     for command, line in said.items():
         assert line.startswith("Invalid setting IMAGE_SIZE: size must be auto or"), command
         assert "Invalid setting LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR" in line
+
+
+async def test_a_health_port_taken_names_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        said = await one_line_each(tmp_path, ["run"], logged_before=True, HEALTH_PORT=str(port))
+    assert said["run"].startswith(
+        f"Check HEALTH_PORT and HEALTH_HOST: cannot listen on 127.0.0.1:{port}: "
+    )
+
+
+async def test_listening_addresses_are_checked(tmp_path: Path) -> None:
+    said = await one_line_each(tmp_path, ["run"], SLACK_HOST="http://0.0.0.0", HEALTH_HOST="a b")
+    assert said["run"] == (
+        "Invalid setting SLACK_HOST: must be an address (0.0.0.0, 127.0.0.1, ::) or a host name."
+        " Invalid setting HEALTH_HOST: must be an address (0.0.0.0, 127.0.0.1, ::) or a host"
+        " name."
+    )
 
 
 async def test_discord_server_ids_must_be_numbers(tmp_path: Path) -> None:
