@@ -18,8 +18,16 @@ from tests.e2e.test_cli import samsar_bot
 SECRET = "pw-s3cret-0042"
 PG_URL = os.environ.get("TEST_DATABASE_URL") or None
 # Enough for `run` to get as far as the database (a platform and a key), and for `console`
-# to get there without a terminal; nothing is ever reached but the database.
-START = {"SAMSAR_API_KEY": "sk-test-key", "DISCORD_TOKEN": "discord-token", "DISCORD_GUILD_IDS": ""}
+# to get there without a terminal. Nothing but the database is ever reached; should a check
+# be broken, the rest points at a closed port here, never at Discord or Samsar.
+NOWHERE = "http://127.0.0.1:9"
+START = {
+    "SAMSAR_API_KEY": "sk-test-key",
+    "SAMSAR_BASE_URL": f"{NOWHERE}/v1",
+    "DISCORD_TOKEN": "discord-token",
+    "DISCORD_API_URL": f"{NOWHERE}/api/v10",
+    "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9/",
+}
 COMMANDS = {
     "run": ("run",),
     "console": ("console",),
