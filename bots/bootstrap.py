@@ -18,6 +18,7 @@ from core.turns.executor import Patience
 from core.turns.worker import WorkerConfig
 from sandbox.app import SandboxConfig, running_sandbox
 from storage.engine import default_database_url
+from storage.problems import DatabaseUnavailable
 from storage.store import SqlStore, open_store
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,12 @@ class MissingSettingError(Exception):
     """A setting the chosen command needs is not set."""
 
 
-class SettingProblem(Exception):
-    """A setting is wrong in a way found only once the bot looks (its message is one line
-    for the operator, naming the setting; never a value)."""
+class SettingUnusable(Exception):
+    """A setting whose value cannot work; the message names it and says why (no secret)."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"Check {setting}: {reason}.")
+        self.setting = setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,28 @@ def database_url(settings: Settings) -> str:
     return default_database_url(str(settings.data_dir))
 
 
+def database_setting(settings: Settings) -> str:
+    """The setting that chose the database: DATABASE_URL, else DATA_DIR."""
+    return "DATABASE_URL" if settings.database_url is not None else "DATA_DIR"
+
+
+@asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[SqlStore]:
+    """The store the settings name, migrated; a database that cannot be used raises
+    SettingUnusable naming DATABASE_URL or DATA_DIR."""
+    opening = open_store(
+        database_url(settings),
+        pool_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout,
+    )
+    async with AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(opening)
+        except DatabaseUnavailable as exc:
+            raise SettingUnusable(database_setting(settings), str(exc)) from None
+        yield store
+
+
 @asynccontextmanager
 async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[App]:
     """Open the store (migrated), the Samsar client (or an in-process sandbox) and the service,
@@ -100,12 +126,7 @@ async def wire(settings: Settings, *, sandbox: bool = False) -> AsyncIterator[Ap
                 raise MissingSettingError("SAMSAR_API_KEY")
             base_url = settings.samsar_base_url
             api_key = settings.samsar_api_key.get_secret_value()
-        store = await stack.enter_async_context(
-            open_store(
-                database_url(settings),
-                pool_size=settings.database_pool_size,
-            )
-        )
+        store = await stack.enter_async_context(opened_store(settings))
         samsar = await stack.enter_async_context(
             SamsarClient(
                 api_key,

@@ -13,10 +13,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 
 from bots import logs, texts
-from bots.bootstrap import App, MissingSettingError, SettingProblem, database_url, wire
+from bots.bootstrap import App, MissingSettingError, SettingUnusable, opened_store, wire
 from bots.console.bot import ConsoleBot
 from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
@@ -28,10 +27,10 @@ from core.errors import (
     UpstreamError,
 )
 from core.models import ChatUser
-from core.settings import Settings
+from core.settings import ENV_FILE, Settings
 from storage.slack_installations import Installed
 from storage.slack_sealing import WrongKey, new_key
-from storage.store import SqlStore, open_store
+from storage.store import SqlStore
 
 Runner = Callable[[App], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -78,25 +77,26 @@ def _main(
 
 
 def _settings() -> Settings:
+    """The environment's settings over those of `.env` in the working directory, if any."""
     try:
-        settings = Settings()
+        settings = Settings(_env_file=ENV_FILE)
     except ValidationError as exc:
         raise _fail(settings_problems(exc)) from None
-    logs.configure(settings.log_level)
+    except OSError as exc:  # .env is there but cannot be read
+        raise _fail(f"Cannot read {ENV_FILE}: {exc.strerror or exc}.") from None
+    logs.configure(settings.log_level, style=settings.log_format)
     return settings
 
 
 def settings_problems(error: ValidationError) -> str:
-    """One line per invalid setting: its variable and why, never its value (it may be secret)."""
-    lines = []
+    """One line naming each invalid setting and why, never its value (it may be secret)."""
+    problems = []
     for problem in error.errors(include_input=False, include_url=False):
         name = "_".join(str(part) for part in problem["loc"]).upper()
         reason = problem["msg"].removeprefix("Value error, ")
-        # A problem of several settings together names them itself.
-        lines.append(
-            f"Invalid setting {name}: {reason}." if name else f"Invalid settings: {reason}."
-        )
-    return "\n".join(lines)
+        what = f"setting {name}" if name else "settings"  # several settings together
+        problems.append(f"Invalid {what}: {reason}.")
+    return " ".join(problems)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -119,7 +119,7 @@ def _execute(work: Coroutine[Any, Any, T], *, needs: str, again: str | None = No
         return asyncio.run(work)
     except MissingSettingError as exc:
         raise _fail(f"Set {exc} {needs}.") from None
-    except SettingProblem as exc:
+    except SettingUnusable as exc:
         raise _fail(str(exc)) from None
     except AuthenticationFailed:
         raise _fail(texts.KEY_REFUSED) from None  # the operator runs the CLI: tell them what
@@ -148,7 +148,11 @@ def console(
     settings = _settings()
     if not verbose:
         # The terminal is the chat: no log line in it unless asked for.
-        logs.configure(settings.log_level, file=settings.data_dir / "console.log")
+        log_file = settings.data_dir / "console.log"
+        try:
+            logs.configure(settings.log_level, file=log_file, style=settings.log_format)
+        except OSError as exc:
+            raise _fail(f"Check DATA_DIR: {log_file} cannot be written: {exc.strerror}.") from None
 
     async def main() -> None:
         async with wire(settings, sandbox=sandbox) as wired:
@@ -178,29 +182,33 @@ def run() -> None:
             "workspace that installs the app."
         )
 
-    started: dict[str, object] = {
-        "version": version(),
-        "platforms": [name for name, _, _ in platforms],
-        "database": make_url(database_url(settings)).get_backend_name(),
-    }
-    if settings.discord_token is not None:
-        from bots.discord.shards import describe as discord_shards
-
-        started["discord_shards"] = discord_shards(settings)
-    log.info("samsar-bot starting", extra=started)
-
     async def main() -> None:
         async with wire(settings) as wired, contextlib.AsyncExitStack() as stack:
+            # Once the database answered: a refusal is the one line `_execute` prints.
+            started: dict[str, object] = {
+                "version": version(),
+                "platforms": [name for name, _, _ in platforms],
+                "database": wired.store.engine.dialect.name,
+            }
+            if settings.discord_token is not None:
+                from bots.discord.shards import describe as discord_shards
+
+                started["discord_shards"] = discord_shards(settings)
+            log.info("samsar-bot starting", extra=started)
             await _check_token_keys(settings, wired.store)
             if settings.health_port is not None:
-                await stack.enter_async_context(
-                    health_server(
-                        settings.health_host,
-                        settings.health_port,
-                        platforms=[name for name, _, _ in platforms],
-                        database=wired.store.db.ping,
-                    )
+                serving = health_server(
+                    settings.health_host,
+                    settings.health_port,
+                    platforms=[name for name, _, _ in platforms],
+                    database=wired.store.db.ping,
                 )
+                try:
+                    await stack.enter_async_context(serving)
+                except OSError as exc:  # taken, or not an address of this machine
+                    where = f"{settings.health_host}:{settings.health_port}"
+                    reason = f"cannot listen on {where}: {exc.strerror or exc}"
+                    raise SettingUnusable("HEALTH_PORT and HEALTH_HOST", reason) from None
             await serve(
                 [
                     Platform(name, partial(runner, wired), fatal)
@@ -225,7 +233,7 @@ async def _check_token_keys(settings: Settings, store: SqlStore) -> None:
     try:
         await records.check_keys()
     except WrongKey as exc:
-        raise SettingProblem(str(exc)) from None
+        raise SettingUnusable("TOKEN_ENCRYPTION_KEY", str(exc)) from None
 
 
 def _platforms(settings: Settings) -> list[tuple[str, Runner, Callable[[BaseException], bool]]]:
@@ -269,11 +277,14 @@ def sandbox_command(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations to DATABASE_URL (or the embedded SQLite file)."""
-    from storage.engine import upgrade
-
     settings = _settings()
-    asyncio.run(upgrade(database_url(settings)))
-    typer.echo("Database is up to date.")
+
+    async def main() -> bool:
+        async with opened_store(settings):  # migrated to head as it opens
+            return True
+
+    if _execute(main(), needs="to migrate"):
+        typer.echo("Database is up to date.")
 
 
 IdempotencyKey = Annotated[
@@ -348,7 +359,7 @@ def slack_workspaces() -> None:
     client_id = settings.slack_client_id
 
     async def main() -> list[Installed]:
-        async with open_store(database_url(settings), pool_size=2) as store:
+        async with opened_store(settings) as store:
             return await store.slack_installations(client_id).installed()
 
     found = _execute(main(), needs="") or []
@@ -376,11 +387,11 @@ def slack_rotate_key() -> None:
     client_id = settings.slack_client_id or ""
 
     async def main() -> int:
-        async with open_store(database_url(settings), pool_size=2) as store:
+        async with opened_store(settings) as store:
             try:
                 return await store.slack_installations(client_id, key).reseal()
             except WrongKey as exc:
-                raise SettingProblem(str(exc)) from None
+                raise SettingUnusable("TOKEN_ENCRYPTION_KEY", str(exc)) from None
 
     rows = _execute(main(), needs="")
     typer.echo(f"Re-encrypted the tokens of {rows or 0} installation rows with the first key.")

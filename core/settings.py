@@ -1,9 +1,12 @@
-"""All configuration, from the environment only (every variable is in `.env.example`)."""
+"""All configuration: the environment, and a `.env` file where the CLI is started (every
+variable is in `.env.example`)."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -26,13 +29,20 @@ DEFAULT_DISCORD_API_URL = "https://discord.com/api/v10"
 DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
+ENV_FILE = ".env"
+"""Read by `samsar-bot` from its working directory; the environment wins over it."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
     """The bot's settings; secrets are `SecretStr` so they never print."""
 
-    # A variable set to "" (as copied from .env.example) counts as unset.
+    # A variable set to "" (as copied from .env.example) counts as unset. No file is read
+    # unless asked for (`Settings(_env_file=ENV_FILE)`, as the CLI does): a test, or any
+    # other code that builds settings, never picks up a developer's .env by accident.
     model_config = SettingsConfigDict(
         env_file=None, extra="ignore", frozen=True, env_ignore_empty=True, populate_by_name=True
     )
@@ -48,6 +58,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_pool_size: int = Field(10, ge=1)
+    database_connect_timeout: float = Field(10.0, gt=0)
 
     # Durable turns
     turn_lease_seconds: float = Field(30.0, ge=1)
@@ -89,7 +100,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
-    slack_port: int = 3000
+    slack_host: str = "0.0.0.0"
+    slack_port: int = Field(3000, ge=0, le=65535)
     # Distribution ("Add to Slack"): every workspace that installs the app, over HTTP
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None
@@ -97,6 +109,8 @@ class Settings(BaseSettings):
     slack_redirect_uri: str | None = None
     # Bot tokens of installations encrypted at rest (comma-separated: the first encrypts)
     token_encryption_key: SecretStr | None = None
+    # Servers the bot stays in (unset: any); it leaves the others and ignores them meanwhile.
+    discord_allowed_guilds: CommaList = ()
     # Where the platforms' APIs are (for proxies and tests; the defaults are the real ones).
     discord_api_url: str = DEFAULT_DISCORD_API_URL
     discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
@@ -116,8 +130,16 @@ class Settings(BaseSettings):
     sandbox_start_credits: int = Field(100, ge=0)
 
     log_level: str = "INFO"
+    # text: one line with key=value fields; json: one JSON object per line, for log shippers
+    log_format: Literal["text", "json"] = "text"
 
-    @field_validator("admin_user_keys", "discord_guild_ids", "slack_scopes", mode="before")
+    @field_validator(
+        "admin_user_keys",
+        "discord_guild_ids",
+        "discord_allowed_guilds",
+        "slack_scopes",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -148,6 +170,40 @@ class Settings(BaseSettings):
         if any(shard >= count for shard in value):
             raise ValueError(f"shard numbers run from 0 to {count - 1} (DISCORD_SHARD_COUNT)")
         return value
+
+    @field_validator("discord_guild_ids", "discord_allowed_guilds")
+    @classmethod
+    def _guild_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for guild_id in value:
+            if not (guild_id.isascii() and guild_id.isdigit() and len(guild_id) <= 20):
+                raise ValueError("must be Discord server ids (numbers), separated by commas")
+        return value
+
+    @field_validator("slack_host", "health_host")
+    @classmethod
+    def _listen_host(cls, value: str) -> str:
+        host = value.strip()
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    "must be an address (0.0.0.0, 127.0.0.1, ::) or a host name"
+                ) from None
+        return host
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
+        return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("image_size", "image_quality", "image_format")
     @classmethod

@@ -16,11 +16,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from storage.problems import check_url
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB_FILE = "samsar-bots.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT = 10.0
+"""Seconds a new PostgreSQL connection may take (asyncpg's own default is a minute)."""
 # A fixed advisory lock id so replicas starting together migrate one after the other.
 _MIGRATION_LOCK_ID = 0x5A5A_4D49_4752_4154  # "ZZMIGRAT"
 # Alembic keeps its `context`/`op` proxies in module globals: one migration run at a time
@@ -31,9 +35,8 @@ _upgrade_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lo
 
 
 def default_database_url(data_dir: str | Path = "./data") -> str:
-    """The embedded SQLite database under `data_dir` (created if missing)."""
+    """The embedded SQLite database under `data_dir` (the folder is made when it is opened)."""
     folder = Path(data_dir).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{folder / DEFAULT_DB_FILE}"
 
 
@@ -44,31 +47,28 @@ def create_engine(
     pool_size: int = 10,
     max_overflow: int = 20,
     pool_timeout: float = 30,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> AsyncEngine:
-    """An async engine for a sqlite+aiosqlite or postgresql+asyncpg URL.
+    """An async engine for a sqlite+aiosqlite or postgresql+asyncpg URL (any other URL:
+    `storage.problems.DatabaseUnavailable`; SQLite's folder is made: OSError when it cannot).
 
-    `pool_size` and `max_overflow` apply to PostgreSQL; `connect_args` go to the driver
-    (e.g. `{"server_settings": {"search_path": "tenant"}}` for asyncpg).
+    `pool_size`, `max_overflow` and `connect_timeout` apply to PostgreSQL; `connect_args` go
+    to the driver (e.g. `{"server_settings": {"search_path": "tenant"}}` for asyncpg).
     """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
     args = dict(connect_args or {})
-    if backend == "sqlite":
+    if check_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, args)
-    if backend == "postgresql":
-        if parsed.get_driver_name() != "asyncpg":
-            raise ValueError(f"PostgreSQL needs the asyncpg driver: {parsed.render_as_string()}")
-        return create_async_engine(
-            url,
-            connect_args=args,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            # No ping at every checkout (a round trip per unit of work): a connection closed
-            # while idle fails once and its unit runs again (storage.database.Database).
-            pool_recycle=1800,
-        )
-    raise ValueError(f"unsupported database backend {backend!r}; use SQLite or PostgreSQL")
+    args.setdefault("timeout", connect_timeout)
+    return create_async_engine(
+        url,
+        connect_args=args,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        # No ping at every checkout (a round trip per unit of work): a connection closed
+        # while idle fails once and its unit runs again (storage.database.Database).
+        pool_recycle=1800,
+    )
 
 
 def _sqlite_engine(url: str, connect_args: dict[str, Any]) -> AsyncEngine:

@@ -79,8 +79,8 @@ def open_token(fernet: MultiFernet, value: str) -> str:
         return fernet.decrypt(value.encode()).decode()
     except InvalidToken:
         raise WrongKey(
-            "TOKEN_ENCRYPTION_KEY cannot decrypt the stored Slack tokens: set the key they were "
-            "encrypted with (several keys may be given, comma-separated)"
+            "it cannot decrypt the stored Slack tokens; set the key they were encrypted with "
+            "(several keys may be given, comma-separated)"
         ) from None
 
 

@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import Database
-from storage.engine import create_engine, default_database_url, upgrade
+from storage.engine import CONNECT_TIMEOUT, create_engine, default_database_url, upgrade
+from storage.problems import check_url, unavailable
 from storage.repositories import (
     SqlAuditLog,
     SqlPromptRepository,
@@ -62,24 +63,49 @@ async def open_store(
     migrate: bool = True,
     connect_args: Mapping[str, Any] | None = None,
     pool_size: int = 10,
+    connect_timeout: float = CONNECT_TIMEOUT,
     now: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[SqlStore]:
     """Open the store at `url` (None: the default SQLite file), migrated to head if asked.
+
+    A URL the bot cannot use, a server that refuses or does not answer within
+    `connect_timeout`, or a file that cannot be written raise
+    `storage.problems.DatabaseUnavailable`, which says why in one clause.
 
     On PostgreSQL at most `pool_size` connections are open at once, whatever the number of
     turns in flight: every query holds one for its own short transaction only.
     """
     url = url or default_database_url()
-    engine = create_engine(url, connect_args=connect_args, pool_size=pool_size, max_overflow=0)
+    parsed = check_url(url)
     try:
-        if migrate:
-            await upgrade(engine)
-        log.info(
-            "store open",
-            extra={"database": make_url(url).render_as_string(hide_password=True)},
+        engine = create_engine(
+            url,
+            connect_args=connect_args,
+            pool_size=pool_size,
+            max_overflow=0,
+            connect_timeout=connect_timeout,
         )
+    except OSError as exc:  # SQLite's folder cannot be made
+        raise unavailable(exc, parsed, connect_timeout=connect_timeout) from exc
+    try:
         store = SqlStore(engine, now=now)
         try:
+            try:
+                # Reached once before anything else, so that a refusal is told as one. (On
+                # SQLite through the store's own thread: aiosqlite, whose connection failed,
+                # would answer a closed event loop from its thread, omnilib/aiosqlite#241.)
+                await store.db.ping()
+            except (OSError, DBAPIError) as exc:
+                raise unavailable(exc, parsed, connect_timeout=connect_timeout) from exc
+            if migrate:
+                try:
+                    await upgrade(engine)
+                except (OSError, OperationalError) as exc:  # read-only file, disk full, cut off
+                    raise unavailable(exc, parsed, connect_timeout=connect_timeout) from exc
+            log.info(
+                "store open",
+                extra={"database": parsed.render_as_string(hide_password=True)},
+            )
             yield store
         finally:
             await store.db.close()

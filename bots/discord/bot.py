@@ -26,6 +26,7 @@ from bots.discord.cogs.imagine import ImagineCog
 from bots.discord.cogs.interactions import InteractionsCog
 from bots.discord.cogs.messages import MessagesCog
 from bots.discord.commands_check import admit
+from bots.discord.guild_gate import GuildGate
 from bots.discord.shards import INVALID_SHARD, SHARDING_REQUIRED, ShardingRefused, ShardsReady
 from bots.discord.translate import PLATFORM, Interaction
 from bots.discord.turns import DiscordTurns
@@ -127,6 +128,8 @@ class SamsarDiscordBot(commands.AutoShardedBot):
         await self.add_cog(AdminCog(self.service))
         await self.add_cog(InteractionsCog(self))
         await self.add_cog(ButtonsCog(self.service, self.turns))
+        if self.settings.discord_allowed_guilds:  # added last: its gateway check runs first
+            await self.add_cog(GuildGate(self, self.settings.discord_allowed_guilds))
         guild_ids = self.settings.discord_guild_ids
         for guild_id in guild_ids:
             guild = discord.Object(int(guild_id))

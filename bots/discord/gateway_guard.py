@@ -80,33 +80,34 @@ class GatewayGuard:
         except Exception as exc:  # discord.py could not read it: still answered below
             fields = {"error": type(exc).__name__}
         self._budget.warn("discord interaction answered unread", {**fields, "id": target[0]})
-        task = asyncio.get_running_loop().create_task(self._answer(*target))
+        answer = answer_unparsed(self._client, *target, texts.UNREADABLE_INTERACTION)
+        task = asyncio.get_running_loop().create_task(answer)
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
-    async def _answer(self, interaction_id: str, token: str, kind: int) -> None:
-        """Answer an interaction discord.py could not read, through the callback route."""
-        if kind == PING:
-            payload: dict[str, Any] = {"type": _PONG}
-        elif kind == AUTOCOMPLETE:
-            payload = {"type": _SUGGESTIONS, "data": {"choices": []}}
-        else:
-            data = {
-                "content": texts.UNREADABLE_INTERACTION,
-                "flags": _EPHEMERAL,
-                "allowed_mentions": {"parse": []},
-            }
-            payload = {"type": _MESSAGE, "data": data}
-        route = Route(
-            "POST",
-            "/interactions/{interaction_id}/{interaction_token}/callback",
-            interaction_id=interaction_id,
-            interaction_token=token,
-        )
-        try:
-            await self._client.http.request(route, json=payload)
-        except (discord.HTTPException, OSError) as exc:
-            log.info("unread interaction not answered", extra={"error": type(exc).__name__})
+
+async def answer_unparsed(
+    client: discord.Client, interaction_id: str, token: str, kind: int, text: str
+) -> None:
+    """Answer an interaction that discord.py is not given, through the callback route: a
+    private `text` (an autocomplete: no suggestions; a ping: a pong)."""
+    if kind == PING:
+        payload: dict[str, Any] = {"type": _PONG}
+    elif kind == AUTOCOMPLETE:
+        payload = {"type": _SUGGESTIONS, "data": {"choices": []}}
+    else:
+        data = {"content": text, "flags": _EPHEMERAL, "allowed_mentions": {"parse": []}}
+        payload = {"type": _MESSAGE, "data": data}
+    route = Route(
+        "POST",
+        "/interactions/{interaction_id}/{interaction_token}/callback",
+        interaction_id=interaction_id,
+        interaction_token=token,
+    )
+    try:
+        await client.http.request(route, json=payload)
+    except (discord.HTTPException, OSError) as exc:
+        log.info("unparsed interaction not answered", extra={"error": type(exc).__name__})
 
 
 def answerable(data: Any) -> tuple[str, str, int] | None:

@@ -43,6 +43,7 @@ UNKNOWN_FORM = (
 UNREADABLE_INTERACTION = (
     "Discord sent this in a shape I couldn't read, so nothing was done. Please try again."
 )
+NOT_ENABLED_HERE = "Samsar is not enabled on this server, so nothing was done."
 
 
 def unknown_command(name: str) -> str:

@@ -137,11 +137,11 @@ async def run_slack(
     app: App,
     *,
     client: AsyncWebClient | None = None,
-    host: str = "0.0.0.0",
     options: SlackOptions | None = None,
 ) -> None:
     """Run the Slack bot until cancelled: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on
-    SLACK_PORT (needs SLACK_SIGNING_SECRET). Running turns get a short grace at shutdown."""
+    SLACK_HOST:SLACK_PORT (needs SLACK_SIGNING_SECRET). Running turns get a short grace at
+    shutdown."""
     settings = app.settings
     if settings.slack_bot_token is None and not settings.slack_distributed:
         raise MissingSettingError("SLACK_BOT_TOKEN")
@@ -167,7 +167,7 @@ async def run_slack(
             async with socket_mode(bot, settings.slack_app_token.get_secret_value()):
                 await asyncio.Event().wait()
         else:
-            async with serving_http(bot, host=host, port=settings.slack_port) as url:
+            async with serving_http(bot, host=settings.slack_host, port=settings.slack_port) as url:
                 if bot.distribution is not None:
                     log.info("slack install link", extra={"url": url + INSTALL_PATH})
                 await asyncio.Event().wait()

@@ -77,6 +77,7 @@ class BotProcess:
                 str(BIN),
                 "run",
                 env=self._env,
+                cwd=self.log_path.parent,  # no developer's .env is read
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import sqlite3
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from sandbox.app import running_sandbox
@@ -86,6 +88,29 @@ async def test_debug_logs_never_show_the_api_key(tmp_path: Path) -> None:
     assert secret not in err and secret not in out
 
 
+async def test_json_logs_are_one_object_per_line_without_the_api_key(tmp_path: Path) -> None:
+    from sandbox.state import SandboxConfig
+
+    secret = "sk-live-0123456789abcdef"
+    async with running_sandbox(SandboxConfig(api_key=secret)) as sandbox:
+        env = {
+            "SAMSAR_API_KEY": secret,
+            "SAMSAR_BASE_URL": sandbox.base_url,
+            "LOG_LEVEL": "DEBUG",
+            "LOG_FORMAT": "json",
+        }
+        code, out, err = await samsar_bot(tmp_path, "prompt", "set", "--account", "Hi", **env)
+    assert code == 0, err
+    records = [json.loads(line) for line in err.splitlines()]  # each line is one object
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    opened = next(r for r in records if r["message"] == "store open")
+    assert opened["level"] == "INFO" and opened["logger"] == "storage.store"
+    assert opened["database"].startswith("sqlite+aiosqlite:///")  # an `extra` field
+    assert datetime.fromisoformat(opened["time"]).tzinfo is not None
+    assert any("samsar_route" in r for r in records)  # the client's DEBUG lines, with fields
+    assert secret not in err and secret not in out
+
+
 async def test_operator_grants_credits_to_a_member(tmp_path: Path) -> None:
     async with running_sandbox() as sandbox:
         env = {"SAMSAR_API_KEY": sandbox.api_key, "SAMSAR_BASE_URL": sandbox.base_url}
@@ -97,8 +122,11 @@ async def test_operator_grants_credits_to_a_member(tmp_path: Path) -> None:
         assert code == 2 and "is not a member key" in err
 
 
-async def sandbox_credits(*options: str, env: dict[str, str] | None = None) -> float:
-    """Start `samsar-bot sandbox` on a free port; a new external user's credits there."""
+async def sandbox_credits(
+    *options: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> float:
+    """Start `samsar-bot sandbox` on a free port (in `cwd`); a new external user's credits
+    there."""
     import socket
 
     import httpx
@@ -113,6 +141,7 @@ async def sandbox_credits(*options: str, env: dict[str, str] | None = None) -> f
         str(port),
         *options,
         env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -137,13 +166,21 @@ async def sandbox_credits(*options: str, env: dict[str, str] | None = None) -> f
         await process.wait()
 
 
-async def test_sandbox_command_serves_the_offline_samsar() -> None:
-    assert await sandbox_credits("--start-credits", "7") == 7
+async def test_sandbox_command_serves_the_offline_samsar(tmp_path: Path) -> None:
+    assert await sandbox_credits("--start-credits", "7", cwd=tmp_path) == 7
 
 
 async def test_sandbox_command_takes_its_credits_from_the_setting(tmp_path: Path) -> None:
     env = {"SANDBOX_START_CREDITS": "33", "HOME": str(tmp_path)}
-    assert await sandbox_credits(env=env) == 33
+    assert await sandbox_credits(env=env, cwd=tmp_path) == 33
+
+
+async def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("# as .env.example suggests\nSANDBOX_START_CREDITS=21\n")
+    env = {"HOME": str(tmp_path)}
+    assert await sandbox_credits(env=env, cwd=tmp_path) == 21
+    env["SANDBOX_START_CREDITS"] = "33"
+    assert await sandbox_credits(env=env, cwd=tmp_path) == 33
 
 
 async def test_a_grant_run_again_with_its_key_is_granted_once(tmp_path: Path) -> None:

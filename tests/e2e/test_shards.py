@@ -58,7 +58,7 @@ async def test_two_processes_one_shard_each_answer_only_their_own_guilds_once(
 ) -> None:
     fake = setup.discord
     assert fake is not None
-    guilds = {shard: fake.add_guild(shard, SHARDS) for shard in range(SHARDS)}
+    guilds = {shard: fake.add_guild_in_shard(shard, SHARDS) for shard in range(SHARDS)}
     common = {
         "DISCORD_SHARD_COUNT": str(SHARDS),
         "DISCORD_GUILD_IDS": ",".join(str(guild_id) for guild_id, _ in guilds.values()),

@@ -97,8 +97,9 @@ async def test_default_url_lands_under_the_data_dir(
 ) -> None:
     url = default_database_url(tmp_path / "nested" / "data")
     assert url.startswith("sqlite+aiosqlite:///")
-    assert (tmp_path / "nested" / "data").is_dir()
     assert Path(url.removeprefix("sqlite+aiosqlite:///")).parent == tmp_path / "nested" / "data"
+    async with open_store(url):  # the folder is made as the store opens
+        assert (tmp_path / "nested" / "data").is_dir()
     monkeypatch.chdir(tmp_path)
     async with open_store(None) as store:
         assert store.engine.dialect.name == "sqlite"

@@ -1,4 +1,5 @@
-"""Settings come from the environment, every one is documented, and secrets never print."""
+"""Settings come from the environment (and .env, for the CLI), every one is documented, and
+secrets never print."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bots.cli import settings_problems
-from core.settings import Settings
+from core.settings import ENV_FILE, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +101,31 @@ def test_discord_shards_that_cannot_work_are_refused_with_one_line(
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert settings_problems(caught.value).startswith(said)
+
+
+def test_settings_built_in_code_never_read_a_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A developer's .env where the tests run must not leak into the settings tests build.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SAMSAR_API_KEY", raising=False)
+    (tmp_path / ENV_FILE).write_text("SAMSAR_API_KEY=from-dotenv\nLOG_FORMAT=json\n")
+    settings = Settings()
+    assert settings.samsar_api_key is None and settings.log_format == "text"
+    read = Settings(_env_file=ENV_FILE)  # as the CLI builds them
+    assert read.samsar_api_key is not None
+    assert read.samsar_api_key.get_secret_value() == "from-dotenv"
+    assert read.log_format == "json"
+
+
+def test_the_log_level_and_format_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", " warning ")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    settings = Settings()
+    assert (settings.log_level, settings.log_format) == ("WARNING", "json")
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert settings_problems(caught.value) == (
+        "Invalid setting LOG_FORMAT: Input should be 'text' or 'json'."
+    )

@@ -158,8 +158,8 @@ async def running_harness(
     fake: FakeDiscord | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """Sandbox, store, fake Discord (this one, if given) and the bot started with `start()`;
-    all stopped after."""
+    """Sandbox, store, fake Discord (`fake`, set up beforehand, or a new one) and the bot
+    started with `start()`; all stopped after."""
     fake = fake or FakeDiscord()
     async with (
         fake.running(),

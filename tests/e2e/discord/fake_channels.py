@@ -97,7 +97,7 @@ class ChannelRoutes:
         if not 1 <= len(name) <= 100:
             raise Refusal(400, 50035, "Invalid Form Body")
         # A thread started from a message has the message's id.
-        guild_id = int(self.channels[channel_id]["guild_id"])
+        guild_id = int(self.channels[channel_id].get("guild_id", self.guild_id))
         created = p.thread(message_id, guild_id, channel_id, int(self.bot["id"]), name)
         self.channels[message_id] = created
         self.messages[message_id] = []

@@ -19,6 +19,7 @@ from aiohttp import web
 from tests.e2e.discord import payloads as p
 from tests.e2e.discord.fake_channels import ChannelRoutes, Stored
 from tests.e2e.discord.fake_gateway import Gateway, shard_of
+from tests.e2e.discord.fake_guilds import GuildRoutes
 from tests.e2e.discord.fake_interactions import InteractionRoutes
 from tests.e2e.discord.fake_rules import (
     BODY,
@@ -47,17 +48,17 @@ class Recorded:
     at: float
 
 
-class FakeDiscord(ChannelRoutes, InteractionRoutes):
-    """The fake: a guild with one text channel (more with `add_guild`), a bot user, members,
-    and the routes below. `shards` is the count Discord recommends, `required_shards` the
-    fewest it accepts, `max_concurrency` how many shards may identify at once."""
+class FakeDiscord(ChannelRoutes, InteractionRoutes, GuildRoutes):
+    """The fake: a guild with one text channel (more with `add_guild` or
+    `add_guild_in_shard`), a bot user, members, and the routes below. `shards` is the count
+    Discord recommends, `required_shards` the fewest it accepts, `max_concurrency` how many
+    shards may identify at once."""
 
     def __init__(self, *, shards: int = 1, required_shards: int = 1, max_concurrency: int = 1):
         self.app_id = p.snowflake()
         self.bot = p.user(p.snowflake(), "samsar", bot=True)
         self.guild_id = p.snowflake()
         self.channel_id = p.snowflake()
-        self.guild_ids = [self.guild_id]
         self.channels: dict[int, dict[str, Any]] = {
             self.channel_id: p.text_channel(self.channel_id, self.guild_id)
         }
@@ -77,7 +78,9 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         )
         self._changed = asyncio.Condition()
         self.gateway.on_change = self._poke
-        super().__init__()
+        InteractionRoutes.__init__(self)
+        GuildRoutes.__init__(self)
+        self.joined.append(self.guild_id)
 
     # --- server ------------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._sync),
             *self.channel_routes(),
             *self.interaction_routes(),
+            *self.guild_routes(),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -219,12 +223,17 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
         """Threads opened so far."""
         return [c for c in self.channels.values() if c["type"] == p.PUBLIC_THREAD]
 
-    def add_guild(self, shard_id: int, shard_count: int) -> tuple[int, int]:
-        """Another guild, with a text channel, whose events go to shard `shard_id` of
-        `shard_count`; returns (guild id, channel id)."""
+    @property
+    def guild_ids(self) -> list[int]:
+        """The servers the bot is in."""
+        return list(self.joined)
+
+    def add_guild_in_shard(self, shard_id: int, shard_count: int) -> tuple[int, int]:
+        """Another guild the bot is in, with a text channel, whose events go to shard
+        `shard_id` of `shard_count`; returns (guild id, channel id)."""
         guild_id = p.snowflake_in_shard(shard_id, shard_count)
         channel_id = p.snowflake()
-        self.guild_ids.append(guild_id)
+        self.joined.append(guild_id)
         self.channels[channel_id] = p.text_channel(channel_id, guild_id)
         self.messages[channel_id] = []
         return guild_id, channel_id
@@ -251,7 +260,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
     ) -> list[tuple[str, dict[str, Any]]]:
         """READY, then a GUILD_CREATE for each guild of the shard."""
         shard_id, count = shard
-        guilds = [g for g in self.guild_ids if shard_of(g, count) == shard_id]
+        guilds = [g for g in self.joined if shard_of(g, count) == shard_id]
         ready = {
             "v": 10,
             "user": self.bot,
@@ -263,13 +272,7 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes):
             "private_channels": [],
             "relationships": [],
         }
-        created = []
-        for guild_id in guilds:
-            text, threads = [], []
-            for channel in self.channels.values():
-                if channel.get("guild_id") == str(guild_id):
-                    (text if channel["type"] == p.TEXT else threads).append(channel)
-            created.append(("GUILD_CREATE", p.guild(guild_id, text, threads, self.bot)))
+        created = [("GUILD_CREATE", self.guild_create(guild_id)) for guild_id in guilds]
         return [("READY", ready), *created]
 
     # --- REST: identity and commands ---------------------------------------------------

@@ -195,7 +195,9 @@ class Gateway:
     async def dispatch(self, name: str, data: dict[str, Any]) -> int:
         """Send an event to the sessions of its guild's shard (a DM's: shard 0), kept there
         for RESUME; returns its sequence number in the first of them (0: no session)."""
-        guild_id = guild_of(data)
+        # GUILD_CREATE/UPDATE/DELETE name their guild by `id`.
+        is_guild = name in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE")
+        guild_id = guild_of({"guild_id": data.get("id")} if is_guild else data)
         numbers = [await s.dispatch(name, data) for s in self.sessions if s.owns(guild_id)]
         return numbers[0] if numbers else 0
 

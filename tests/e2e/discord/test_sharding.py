@@ -35,7 +35,7 @@ async def test_unset_shards_run_discords_count_here_and_ready_means_every_shard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeDiscord(shards=2, required_shards=2)  # one shard alone would be refused
-    guilds = {shard: fake.add_guild(shard, 2) for shard in (0, 1)}
+    guilds = {shard: fake.add_guild_in_shard(shard, 2) for shard in (0, 1)}
     async with running_harness(tmp_path, monkeypatch, fake=fake) as harness:
         gateway = fake.gateway
         assert sorted(identify["shard"] for identify in gateway.identifies) == [[0, 2], [1, 2]]

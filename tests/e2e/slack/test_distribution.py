@@ -385,7 +385,7 @@ async def test_tokens_are_encrypted_at_rest_and_a_key_rotation_keeps_every_works
             at = await d.mention(workspace, f"new key {workspace.name}")
             await d.answer(workspace, at, f"new key {workspace.name}")
     code, out = await cli(d, "run", TOKEN_ENCRYPTION_KEY=stranger)
-    assert code == 2 and "TOKEN_ENCRYPTION_KEY cannot decrypt" in out, out
+    assert code == 2 and "Check TOKEN_ENCRYPTION_KEY: it cannot decrypt" in out, out
     assert "Traceback" not in out and stranger not in out and new not in out
     assert d.fake.token_of("T0GLOBEX").encode() not in stored_bytes(tmp_path)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bots.bootstrap import MissingSettingError, wire
@@ -43,3 +45,29 @@ async def test_run_slack_names_the_missing_setting(tmp_path: Path) -> None:
     async with wire(config, sandbox=True) as app:
         with pytest.raises(MissingSettingError, match="SLACK_APP_TOKEN or SLACK_SIGNING_SECRET"):
             await run_slack(app)
+
+
+async def test_run_slack_listens_on_slack_host(tmp_path: Path) -> None:
+    host = "127.0.0.2"  # loopback too, but not the address the default would show up on
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    config = settings(slack_host=host, slack_port=port, data_dir=tmp_path)
+    async with running_fake_slack() as fake, wire(config, sandbox=True) as app:
+        client = slack_client(BOT_TOKEN, base_url=fake.api_url)
+        running = asyncio.create_task(run_slack(app, client=client))
+        try:
+            async with httpx.AsyncClient() as http, asyncio.timeout(10):
+                while True:  # polls until it listens, under the deadline
+                    try:
+                        answer = await http.get(f"http://{host}:{port}/healthz")
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.05)
+                assert answer.status_code == 200
+                with pytest.raises(httpx.ConnectError):
+                    await http.get(f"http://127.0.0.1:{port}/healthz")
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
