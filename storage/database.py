@@ -5,17 +5,21 @@ asyncpg pool through `run_sync` (one pooled connection for the length of the uni
 longer). On SQLite it runs in one thread of our own on the standard library driver: aiosqlite
 hops to its thread and back for every call (execute, fetch, commit, the rollback on return to
 the pool), which made the database most of a turn's cost; here a whole unit is one hop, and the
-thread also puts the process's writers in line, one after the other, as SQLite wants.
+thread also puts the process's writers in line, one after the other, as SQLite wants. Units
+queued while the thread was busy are taken together and answered together (one wake-up of the
+thread, one of the event loop, for all of them), each still in a transaction of its own, on a
+connection the thread keeps open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -38,10 +42,10 @@ class Database:
         self.dialect = engine.dialect.name
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sync: Engine | None = None
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._line: _SqliteLine | None = None
         if self.dialect == "sqlite":
             self._sync = _sqlite_sync_engine(engine)
-            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+            self._line = _SqliteLine(self._sync)
 
     @property
     def engines(self) -> tuple[Engine, ...]:
@@ -54,9 +58,8 @@ class Database:
     ) -> T:
         """`work(connection, *args, **kwargs)` in one transaction, committed when it returns
         and rolled back when it raises."""
-        if self._thread is not None:
-            unit = functools.partial(self._in_thread, work, *args, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(self._thread, unit)
+        if self._line is not None:
+            return await self._line.submit(work, args, kwargs)
         return await self._on_pool(self.engine, work, *args, **kwargs)
 
     async def run_autocommit(
@@ -65,8 +68,8 @@ class Database:
         """A unit whose statements need no transaction around them (each is atomic by itself,
         such as a unit of one statement): on PostgreSQL in autocommit, without the round trips
         of BEGIN and COMMIT; on SQLite as `run`."""
-        if self._thread is not None:
-            return await self.run(work, *args, **kwargs)
+        if self._line is not None:
+            return await self._line.submit(work, args, kwargs)
         return await self._on_pool(self._autocommit, work, *args, **kwargs)
 
     @staticmethod
@@ -91,23 +94,108 @@ class Database:
                 log.warning("database connection lost; running the unit again")
         raise AssertionError("unreachable")
 
-    def _in_thread(
-        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
-            return work(conn, *args, **kwargs)
-
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query (for readiness checks)."""
         await self.run_autocommit(_ping)
 
     async def close(self) -> None:
         """Finish queued units, then close the SQLite thread's connections."""
-        if self._thread is not None and self._sync is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, self._sync.dispose)
-            self._thread.shutdown(wait=True)
+        if self._line is not None:
+            await self._line.close()
+
+
+_Answer = tuple["asyncio.Future[Any]", bool, Any]
+"""A unit's future, whether it returned, and what it returned or raised."""
+_Unit = tuple[
+    asyncio.AbstractEventLoop,
+    "asyncio.Future[Any]",
+    Callable[..., Any],
+    tuple[Any, ...],
+    dict[str, Any],
+]
+
+
+class _SqliteLine:
+    """The SQLite thread: runs the units queued from event loops one after the other, each in
+    its own transaction on the one connection it keeps open. Whatever was queued while it was
+    busy is taken at once and answered with one call into each loop."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self._conn: Connection | None = None
+
+    def submit(
+        self, work: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[T]:
+        """The unit's outcome, once the thread has run it."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+                    self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, work, args, kwargs))
+        return future
+
+    async def close(self) -> None:
+        """Run what is queued, then close the connection and end the thread."""
+        if self._thread is None:
+            self._engine.dispose()
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        running = True
+        while running:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+            for unit in batch:
+                if unit is None:
+                    running = False
+                    continue
+                loop, future, work, args, kwargs = unit
+                if future.cancelled():  # its caller has gone: as an executor skips it
+                    continue
+                try:
+                    answer: _Answer = (future, True, self._run(work, args, kwargs))
+                except BaseException as exc:  # handed to the caller, whatever it is
+                    answer = (future, False, exc)
+                answers.setdefault(loop, []).append(answer)
+            for loop, done in answers.items():
+                with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
+                    loop.call_soon_threadsafe(_settle, done)
+        if self._conn is not None:
+            self._conn.close()
+        self._engine.dispose()
+
+    def _run(self, work: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self._conn = self._engine.connect()
+        with conn.begin():
+            return work(conn, *args, **kwargs)
+
+
+def _settle(done: list[_Answer]) -> None:
+    for future, ok, value in done:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _sqlite_sync_engine(engine: AsyncEngine) -> Engine:

@@ -3,17 +3,20 @@ not a failed turn (the pool does not ping at every checkout)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from core.models import StoredUser
-from storage.store import open_store
+from storage.store import SqlStore, open_store
 from tests.integration.conftest import PG_URL, Database, needs_postgres
 
 
@@ -47,3 +50,56 @@ async def test_connections_the_server_closed_are_replaced_and_the_unit_runs_agai
             assert "database connection lost" in caplog.text
     finally:
         await admin.dispose()
+
+
+class _Refused(Exception):
+    """A unit that fails after writing."""
+
+
+def _write_then(conn: Connection, n: int, fail: bool) -> int:
+    conn.execute(
+        text(
+            "INSERT INTO audit_log (actor_key, action, platform, workspace_id, channel_id,"
+            " detail, created_at) VALUES (:n, 'unit', 'p', 'w', 'c', '', CURRENT_TIMESTAMP)"
+        ),
+        {"n": str(n)},
+    )
+    if fail:
+        raise _Refused(n)
+    return n * 10
+
+
+def _written(conn: Connection) -> set[str]:
+    return set(conn.execute(text("SELECT actor_key FROM audit_log")).scalars())
+
+
+async def test_units_sent_at_once_each_commit_or_roll_back_alone(store: SqlStore) -> None:
+    # Queued together (on SQLite taken by the thread in one go), each unit still has a
+    # transaction of its own and its caller gets its own answer.
+    units = [store.db.run(_write_then, n, n % 3 == 0) for n in range(30)]
+    answers = await asyncio.gather(*units, return_exceptions=True)
+    for n, answer in enumerate(answers):
+        if n % 3 == 0:
+            assert isinstance(answer, _Refused) and answer.args == (n,)
+        else:
+            assert answer == n * 10
+    assert await store.db.run(_written) == {str(n) for n in range(30) if n % 3}
+
+
+async def test_a_sqlite_unit_whose_caller_left_before_it_ran_is_skipped(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_: Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    async with open_store(f"sqlite+aiosqlite:///{tmp_path / 'line.db'}") as store:
+        held = asyncio.ensure_future(store.db.run(hold))
+        await asyncio.to_thread(started.wait, 10)  # the thread is busy with `hold`...
+        left = asyncio.ensure_future(store.db.run(_write_then, 1, False))
+        await asyncio.sleep(0)  # ...when this one is queued, then its caller goes away
+        left.cancel()
+        release.set()
+        await held
+        assert await store.db.run(_write_then, 2, False) == 20
+        assert await store.db.run(_written) == {"2"}
