@@ -12,6 +12,7 @@ and that is the same turn in every snapshot, so two replicas never start two tur
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable, Collection, Sequence
@@ -20,8 +21,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Connection,
     Row,
+    Select,
+    String,
+    Update,
     and_,
     bindparam,
     case,
@@ -83,20 +88,36 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _among(column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+    """`column` is one of `values`, written into the SQL (not bound): no list to expand at
+    every execution, and PostgreSQL can use the partial index of open turns in every plan,
+    generic ones too."""
+    return column.in_([literal_column(f"'{value}'") for value in values])
+
+
 def _open(status: ColumnElement[str]) -> ColumnElement[bool]:
-    """`status` is an open one, with the values written into the SQL (not bound), so that
-    PostgreSQL can use the partial index of open turns in every plan, generic ones too."""
-    return status.in_([literal_column(f"'{value}'") for value in OPEN])
+    """`status` is an open one."""
+    return _among(status, OPEN)
 
 
-def _runnable() -> ColumnElement[bool]:
+def _platform_binds(count: int) -> list[BindParameter[str]]:
+    """One bind parameter per platform asked (`platform_0`, ...): a list that is not expanded
+    at every execution; statements are built once per number of platforms."""
+    return [bindparam(f"platform_{n}", type_=String()) for n in range(count)]
+
+
+def _platform_params(platforms: Collection[str]) -> dict[str, str]:
+    return {f"platform_{n}": platform for n, platform in enumerate(platforms)}
+
+
+def _runnable(platforms: int) -> ColumnElement[bool]:
     """Open, for the platforms asked, lease free or expired, retry due, first of its thread
-    (bind parameters: `platforms`, `now`)."""
+    (bind parameters: the platforms', `now`)."""
     other = _turns.alias("other")
     now = bindparam("now", type_=_t.created_at.type)
     return and_(
         _open(_t.status),
-        _t.platform.in_(bindparam("platforms", expanding=True)),
+        _t.platform.in_(_platform_binds(platforms)),
         or_(_t.lease_expires_at.is_(None), _t.lease_expires_at < now),
         or_(_t.next_attempt_at.is_(None), _t.next_attempt_at <= now),
         ~exists().where(
@@ -111,7 +132,6 @@ def _runnable() -> ColumnElement[bool]:
     )
 
 
-_RUNNABLE = _runnable()
 _earlier = _turns.alias("earlier")
 # A claim: a completed turn keeps its status (it is delivered, not run); any other one runs.
 _CLAIM_VALUES = {
@@ -120,36 +140,63 @@ _CLAIM_VALUES = {
     "lease_owner": bindparam("owner"),
     "lease_expires_at": bindparam("until", type_=_t.lease_expires_at.type),
 }
-_CANDIDATES = (
-    select(_t.turn_id)
-    .where(_RUNNABLE)
-    .order_by(_t.created_at, _t.turn_id)
-    .limit(bindparam("limit", type_=BigInteger))
-    .correlate(None)  # its own FROM turns, not the UPDATE's row
-)
-# SQLite runs the subquery once, in the writer's lock.
-_CLAIM_SQLITE = (
-    update(_turns)
-    .where(_t.turn_id.in_(_CANDIDATES.scalar_subquery()))
-    .values(_CLAIM_VALUES)
-    .returning(*_turns.c)
-)
-# PostgreSQL: candidates that another claim holds are passed over, and they are chosen once
-# (materialized: a subquery under IN may be run again per row and take more than `limit`);
-# the condition is checked again on each row itself, for a candidate claimed meanwhile.
-_PICKED = (
-    _CANDIDATES.with_for_update(skip_locked=True)
-    .cte("picked")
-    .prefix_with("MATERIALIZED", dialect="postgresql")
-)
-_CLAIM_POSTGRES = (
-    update(_turns)
-    .where(_t.turn_id == _PICKED.c.turn_id, _RUNNABLE)
-    .values(_CLAIM_VALUES)
-    .returning(*_turns.c)
-)
+
+
+@functools.cache
+def _claim_statement(dialect: str, platforms: int) -> Update:
+    """The claim of up to `limit` runnable turns of `platforms` platforms, on `dialect`."""
+    runnable = _runnable(platforms)
+    candidates = (
+        select(_t.turn_id)
+        .where(runnable)
+        .order_by(_t.created_at, _t.turn_id)
+        .limit(bindparam("limit", type_=BigInteger))
+        .correlate(None)  # its own FROM turns, not the UPDATE's row
+    )
+    if dialect != "postgresql":  # SQLite runs the subquery once, in the writer's lock.
+        return (
+            update(_turns)
+            .where(_t.turn_id.in_(candidates.scalar_subquery()))
+            .values(_CLAIM_VALUES)
+            .returning(*_turns.c)
+        )
+    # PostgreSQL: candidates that another claim holds are passed over, and they are chosen
+    # once (materialized: a subquery under IN may be run again per row and take more than
+    # `limit`); the condition is checked again on each row itself, for a candidate claimed
+    # meanwhile.
+    picked = (
+        candidates.with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return (
+        update(_turns)
+        .where(_t.turn_id == picked.c.turn_id, runnable)
+        .values(_CLAIM_VALUES)
+        .returning(*_turns.c)
+    )
+
+
 _OWNED = and_(
-    _t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"), _t.status.in_(OPEN)
+    _t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"), _open(_t.status)
+)
+# The updates of a turn its lease holder makes (bind names apart from the columns').
+_RENEW = (
+    update(_turns)
+    .where(_OWNED)
+    .values(lease_expires_at=bindparam("until", type_=_t.lease_expires_at.type))
+)
+_SAVE_CALL = update(_turns).where(_OWNED).values(call=bindparam("call_json", type_=_t.call.type))
+_RELEASE = update(_turns).where(_OWNED).values(lease_owner=None, lease_expires_at=None)
+_POSTPONE = (
+    update(_turns)
+    .where(_OWNED)
+    .values(
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=bindparam("retry_at", type_=_t.next_attempt_at.type),
+        delivery_attempts=bindparam("attempts"),
+    )
 )
 _IMAGES_OF = select(_images).where(_images.c.turn_id == bindparam("id"))
 _INSERT_TURN = insert(_turns).values(
@@ -171,7 +218,7 @@ _COMPLETE = (
     .where(
         _t.turn_id == bindparam("id"),
         _t.lease_owner == bindparam("holder"),
-        _t.status.in_((TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
+        _among(_t.status, (TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
     )
     .values(
         status=_COMPLETED,
@@ -204,33 +251,38 @@ _SAVE_POSTED_WHILE_WAITING = (
     )
     .values(posted=bindparam("value"))
 )
-_WAITING = (
-    select(
-        _turns,
-        exists()
-        .where(
-            _earlier.c.thread_key == _t.thread_key,
-            _earlier.c.seq < _t.seq,
-            _open(_earlier.c.status),
+
+
+@functools.cache
+def _waiting_statement(platforms: int) -> Select[Any]:
+    """Turns not started yet of `platforms` platforms, with where they stand in their thread."""
+    return (
+        select(
+            _turns,
+            exists()
+            .where(
+                _earlier.c.thread_key == _t.thread_key,
+                _earlier.c.seq < _t.seq,
+                _open(_earlier.c.status),
+            )
+            .label("behind"),
+            exists()
+            .where(
+                _earlier.c.thread_key == _t.thread_key,
+                _earlier.c.seq < _t.seq,
+                _open(_earlier.c.status),
+                _earlier.c.posted == "",
+            )
+            .label("after_unshown"),
         )
-        .label("behind"),
-        exists()
         .where(
-            _earlier.c.thread_key == _t.thread_key,
-            _earlier.c.seq < _t.seq,
-            _open(_earlier.c.status),
-            _earlier.c.posted == "",
+            _t.status == TurnStatus.RECEIVED.value,
+            _t.lease_owner.is_(None),
+            _t.platform.in_(_platform_binds(platforms)),
         )
-        .label("after_unshown"),
+        .order_by(_t.created_at, _t.turn_id)
+        .limit(bindparam("limit", type_=BigInteger))
     )
-    .where(
-        _t.status == TurnStatus.RECEIVED.value,
-        _t.lease_owner.is_(None),
-        _t.platform.in_(bindparam("platforms", expanding=True)),
-    )
-    .order_by(_t.created_at, _t.turn_id)
-    .limit(bindparam("limit", type_=BigInteger))
-)
 
 
 class SqlTurnLedger:
@@ -325,21 +377,22 @@ class SqlTurnLedger:
             return []
         now = self._now()
         params = {
-            "platforms": list(platforms),
+            **_platform_params(platforms),
             "now": now,
             "limit": limit,
             "owner": owner,
             "until": now + lease,
         }
-        return await self._db.run_autocommit(_claim, params)
+        claim = _claim_statement(self._dialect, len(platforms))
+        return await self._db.run_autocommit(_claim, claim, params)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
-        return await self._owned_update(turn_id, owner, lease_expires_at=self._now() + lease)
+        return await self._owned_update(_RENEW, turn_id, owner, until=self._now() + lease)
 
     async def save_call(self, turn_id: str, owner: str, call: SamsarCall) -> bool:
         """Keep the completion body fixed before the first Samsar call."""
-        return await self._owned_update(turn_id, owner, call=dump_call(call))
+        return await self._owned_update(_SAVE_CALL, turn_id, owner, call_json=dump_call(call))
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
@@ -355,8 +408,8 @@ class SqlTurnLedger:
         thread is ahead of it, and whether those all show something already."""
         if not platforms:
             return []
-        params = {"platforms": list(platforms), "limit": limit}
-        return await self._db.run_autocommit(_waiting, params)
+        params = {**_platform_params(platforms), "limit": limit}
+        return await self._db.run_autocommit(_waiting, _waiting_statement(len(platforms)), params)
 
     async def complete(
         self,
@@ -397,17 +450,12 @@ class SqlTurnLedger:
     ) -> None:
         """A delivery failed: free the lease until `retry_at`."""
         await self._owned_update(
-            turn_id,
-            owner,
-            lease_owner=None,
-            lease_expires_at=None,
-            next_attempt_at=retry_at,
-            delivery_attempts=delivery_attempts,
+            _POSTPONE, turn_id, owner, retry_at=retry_at, attempts=delivery_attempts
         )
 
     async def release(self, turn_id: str, owner: str) -> None:
         """Give the lease up now: another worker may resume the turn at once."""
-        await self._owned_update(turn_id, owner, lease_owner=None, lease_expires_at=None)
+        await self._owned_update(_RELEASE, turn_id, owner)
 
     async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
         """Delivered or failed; the reply's image bytes are no longer needed."""
@@ -434,11 +482,9 @@ class SqlTurnLedger:
         """Delete delivered and failed turns finished before `before`; how many went."""
         return await self._db.run(_prune, before)
 
-    async def _owned_update(self, turn_id: str, owner: str, **values: object) -> bool:
-        stmt = update(_turns).where(_OWNED).values(**values)
-        return bool(
-            await self._db.run_autocommit(_rowcount, stmt, {"id": turn_id, "holder": owner})
-        )
+    async def _owned_update(self, stmt: Update, turn_id: str, owner: str, **values: Any) -> bool:
+        params = {"id": turn_id, "holder": owner, **values}
+        return bool(await self._db.run_autocommit(_rowcount, stmt, params))
 
 
 # --- units of work -----------------------------------------------------------------------
@@ -485,16 +531,15 @@ def _with_images(conn: Connection, row: Row[Any]) -> Turn:
     return to_turn(row, images)
 
 
-def _claim(conn: Connection, params: dict[str, Any]) -> list[Turn]:
-    claim = _CLAIM_POSTGRES if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+def _claim(conn: Connection, claim: Update, params: dict[str, Any]) -> list[Turn]:
     rows = conn.execute(claim, params).all()
     return _oldest_first([_with_images(conn, row) for row in rows])
 
 
-def _waiting(conn: Connection, params: dict[str, Any]) -> list[WaitingTurn]:
+def _waiting(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> list[WaitingTurn]:
     return [
         WaitingTurn(to_turn(row), bool(row.behind), in_order=not row.after_unshown)
-        for row in conn.execute(_WAITING, params)
+        for row in conn.execute(stmt, params)
     ]
 
 
@@ -534,6 +579,6 @@ def _one_turn(
 
 
 def _prune(conn: Connection, before: datetime) -> int:
-    old = select(_t.turn_id).where(_t.status.in_(DONE), _t.finished_at < before)
+    old = select(_t.turn_id).where(_among(_t.status, DONE), _t.finished_at < before)
     conn.execute(delete(_images).where(_images.c.turn_id.in_(old)))
     return int(conn.execute(delete(_turns).where(_t.turn_id.in_(old))).rowcount or 0)
