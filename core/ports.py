@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -152,6 +152,14 @@ class PromptRepository(Protocol):
         ...
 
 
+PromptsInForce = tuple[AdminPrompt | None, AdminPrompt | None, str | None]
+"""A thread's workspace prompt, its channel's, and the member's persona (`in_force`)."""
+
+FixCall = Callable[[Turn, ThreadSession, PromptsInForce], SamsarCall | None]
+"""The completion body of a turn just claimed, from its thread's session and the prompts in
+force, read in the claim's own unit of work; None leaves it to the run."""
+
+
 class TurnLedger(Protocol):
     """The turn ledger: one row per member action, the source of truth of its life.
 
@@ -183,10 +191,18 @@ class TurnLedger(Protocol):
         ...
 
     async def claim_some(
-        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+        self,
+        owner: str,
+        platforms: Collection[str],
+        lease: timedelta,
+        limit: int,
+        *,
+        fix: FixCall | None = None,
     ) -> list[Turn]:
         """Lease up to `limit` turns as `claim` does (each the first of its own thread), oldest
-        first, in one go."""
+        first, in one go. With `fix`, a turn to run that has no completion body yet and whose
+        thread has a session gets the body `fix` makes, kept (as `save_call` does) in the same
+        unit of work, so a warm turn needs no reads of its own before Samsar is called."""
         ...
 
     async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:

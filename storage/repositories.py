@@ -279,7 +279,7 @@ class SqlPromptRepository(_Repository):
     ) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
         """The workspace's prompt, the channel's and the member's persona, in one unit."""
         return await self._db.run_autocommit(
-            _in_force, platform, workspace_id, channel_id, member_key
+            prompts_in_force, platform, workspace_id, channel_id, member_key
         )
 
     async def set(self, prompt: AdminPrompt) -> None:
@@ -298,9 +298,10 @@ class SqlPromptRepository(_Repository):
         return bool(await self._db.run_autocommit(_execute, stmt))
 
 
-def _in_force(
+def prompts_in_force(
     conn: Connection, platform: str, workspace_id: str, channel_id: str, member_key: str | None
 ) -> tuple[AdminPrompt | None, AdminPrompt | None, str | None]:
+    """Unit of work (or a step of one): the workspace's prompt, the channel's, the persona."""
     params = {"platform": platform, "workspace_id": workspace_id, "channel_id": channel_id}
     found = {
         row["channel_id"]: AdminPrompt(**_pick(row, AdminPrompt))

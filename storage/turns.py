@@ -12,6 +12,7 @@ and that is the same turn in every snapshot, so two replicas never start two tur
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -53,11 +54,14 @@ from core.models import (
     TurnStatus,
     WaitingTurn,
 )
+from core.ports import FixCall
 from storage.database import Database
 from storage.repositories import (
     ADVANCE,
     SESSION_OWNER,
     advance_params,
+    prompts_in_force,
+    session_of,
     take_token,
     thread_params,
 )
@@ -369,10 +373,17 @@ class SqlTurnLedger:
         return claimed[0] if claimed else None
 
     async def claim_some(
-        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+        self,
+        owner: str,
+        platforms: Collection[str],
+        lease: timedelta,
+        limit: int,
+        *,
+        fix: FixCall | None = None,
     ) -> list[Turn]:
         """Lease up to `limit` turns that have work to do (each the first of its thread), oldest
-        first."""
+        first; with `fix`, the completion body of those about to run is fixed in the same unit
+        (see core.ports.TurnLedger)."""
         if not platforms or limit < 1:
             return []
         now = self._now()
@@ -384,7 +395,7 @@ class SqlTurnLedger:
             "until": now + lease,
         }
         claim = _claim_statement(self._dialect, len(platforms))
-        return await self._db.run_autocommit(_claim, claim, params)
+        return await self._db.run_autocommit(_claim, claim, params, fix)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
@@ -531,9 +542,35 @@ def _with_images(conn: Connection, row: Row[Any]) -> Turn:
     return to_turn(row, images)
 
 
-def _claim(conn: Connection, claim: Update, params: dict[str, Any]) -> list[Turn]:
-    rows = conn.execute(claim, params).all()
-    return _oldest_first([_with_images(conn, row) for row in rows])
+def _claim(
+    conn: Connection, claim: Update, params: dict[str, Any], fix: FixCall | None
+) -> list[Turn]:
+    turns = [_with_images(conn, row) for row in conn.execute(claim, params).all()]
+    if fix is not None:
+        turns = [_fixed(conn, turn, params["owner"], fix) for turn in turns]
+    return _oldest_first(turns)
+
+
+def _fixed(conn: Connection, turn: Turn, owner: str, fix: FixCall) -> Turn:
+    """`turn` with its completion body, when it is to run, has none, and its thread a session
+    (the body kept under the lease just taken, in autocommit as `save_call` is)."""
+    request = turn.request
+    if turn.status is not TurnStatus.RUNNING or turn.call is not None or request is None:
+        return turn
+    session = session_of(conn, request.thread)
+    if session is None:
+        return turn
+    thread = request.thread
+    in_force = prompts_in_force(
+        conn, thread.platform, thread.workspace_id, thread.channel_id, turn.user_key
+    )
+    call = fix(turn, session, in_force)
+    if call is None:
+        return turn
+    params = {"id": turn.turn_id, "holder": owner, "call_json": dump_call(call)}
+    if conn.execute(_SAVE_CALL, params).rowcount != 1:
+        return turn
+    return dataclasses.replace(turn, call=call)
 
 
 def _waiting(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> list[WaitingTurn]:

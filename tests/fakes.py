@@ -33,6 +33,7 @@ from core.models import (
     TurnStatus,
     WaitingTurn,
 )
+from core.ports import FixCall
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -134,6 +135,7 @@ class MemoryTurns:
         self.rows: dict[str, Turn] = {}
         self.now = now
         self.sessions: MemorySessions | None = None  # where a reply's advance lands
+        self.prompts: MemoryPrompts | None = None  # what a claim's `fix` reads
         self.buckets: dict[str, tuple[float, float]] = {}  # member → (tokens, at)
 
     async def record(self, turn: Turn) -> bool:
@@ -207,12 +209,36 @@ class MemoryTurns:
         return None
 
     async def claim_some(
-        self, owner: str, platforms: Collection[str], lease: timedelta, limit: int
+        self,
+        owner: str,
+        platforms: Collection[str],
+        lease: timedelta,
+        limit: int,
+        *,
+        fix: FixCall | None = None,
     ) -> list[Turn]:
         claimed: list[Turn] = []
         while len(claimed) < limit and (turn := await self.claim(owner, platforms, lease)):
+            if fix is not None:
+                turn = await self._fixed(turn, owner, fix)
             claimed.append(turn)
         return claimed
+
+    async def _fixed(self, turn: Turn, owner: str, fix: FixCall) -> Turn:
+        request = turn.request
+        if turn.status is not TurnStatus.RUNNING or turn.call is not None or request is None:
+            return turn
+        session = await self.sessions.get(request.thread) if self.sessions is not None else None
+        if session is None or self.prompts is None:
+            return turn
+        thread = request.thread
+        in_force = await self.prompts.in_force(
+            thread.platform, thread.workspace_id, thread.channel_id, turn.user_key
+        )
+        call = fix(turn, session, in_force)
+        if call is None or not await self.save_call(turn.turn_id, owner, call):
+            return turn
+        return self.rows[turn.turn_id]
 
     def _owned(self, turn_id: str, owner: str) -> Turn | None:
         turn = self.rows.get(turn_id)
@@ -362,6 +388,7 @@ class MemoryStore:
 
     def __post_init__(self) -> None:
         self.turns.sessions = self.sessions
+        self.turns.prompts = self.prompts
         self.prompts.users = self.users
 
 

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 
 from core.conversation.limits import InputLimits, check_message
 from core.conversation.members import Members
-from core.conversation.prompts import developer_message, effective_prompt
+from core.conversation.prompts import (
+    EffectivePrompt,
+    compose,
+    developer_message,
+    effective_prompt,
+)
 from core.errors import BotError, InsufficientCredits, NotFound, NotThreadOwner, SamsarTimeout
 from core.models import (
     Completion,
@@ -31,7 +36,7 @@ from core.models import (
     Turn,
     TurnRequest,
 )
-from core.ports import SamsarPort, Store, Working
+from core.ports import PromptsInForce, SamsarPort, Store, Working
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +83,26 @@ class TurnExecutor:
     ) -> Reply:
         """The turn's reply; a BotError when Samsar or a rule refuses it."""
         check_message(request.text, prepared.images, self._config.limits)
-        session = await self._store.sessions.get(request.thread)
-        if session is not None and session.owner_key != prepared.user.key:
-            raise NotThreadOwner(session.owner_display)
+        session: ThreadSession | None = None
+        if turn.call is None:  # else fixed (the thread's owner checked) when it was claimed
+            session = await self._store.sessions.get(request.thread)
+            if session is not None and session.owner_key != prepared.user.key:
+                raise NotThreadOwner(session.owner_display)
         identity = await self._members.ensure(prepared.user)
         try:
             return await self._run(turn, request, prepared, owner, working, session, identity)
         except InsufficientCredits as exc:
             exc.checkout_url = await self._checkout(turn, identity)
             raise
+
+    def fix_on_claim(
+        self, turn: Turn, session: ThreadSession, in_force: PromptsInForce
+    ) -> SamsarCall | None:
+        """core.ports.FixCall: the body of a turn the worker claims, when its thread is on a
+        session of the turn's member (anything else is left to `run`)."""
+        if session.owner_key != turn.user_key:
+            return None
+        return _call(session, compose(*in_force), new_session=False, attempt=0)
 
     async def _checkout(self, turn: Turn, identity: ExternalIdentity) -> str | None:
         """A checkout link for the member out of credits (one per turn, whatever the tries),
@@ -144,13 +160,7 @@ class TurnExecutor:
         if session is None:
             session = await self._start_session(turn, request, prepared, identity, attempt)
         effective = await effective_prompt(self._store.prompts, request.thread, prepared.user.key)
-        return SamsarCall(
-            session_id=session.session_id,
-            new_session=new_session,
-            developer_prompt=developer_message(effective, session.prompt_fingerprint),
-            prompt_fingerprint=effective.fingerprint,
-            attempt=attempt,
-        )
+        return _call(session, effective, new_session=new_session, attempt=attempt)
 
     async def _start_session(
         self,
@@ -245,3 +255,17 @@ class TurnExecutor:
                 log.info("samsar still working; asking again", extra={"turn_id": turn.turn_id})
                 await asyncio.sleep(wait)  # the pace of asking again, not a wait for an event
                 wait = min(wait * 2, patience.max_wait)
+
+
+def _call(
+    session: ThreadSession, effective: EffectivePrompt, *, new_session: bool, attempt: int
+) -> SamsarCall:
+    """The completion body on `session` with the admin prompt in force: its developer message
+    only when that prompt changed since the session last got it."""
+    return SamsarCall(
+        session_id=session.session_id,
+        new_session=new_session,
+        developer_prompt=developer_message(effective, session.prompt_fingerprint),
+        prompt_fingerprint=effective.fingerprint,
+        attempt=attempt,
+    )

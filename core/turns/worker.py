@@ -174,7 +174,11 @@ class TurnWorker:
         """Claim as many turns as there are free places, in one go."""
         while not self._stopping and (free := self._config.max_running - len(self._running)) > 0:
             turns = await self._ledger.claim_some(
-                self.owner, list(self._channels), self._config.lease, free
+                self.owner,
+                list(self._channels),
+                self._config.lease,
+                free,
+                fix=self._executor.fix_on_claim,
             )
             metrics.RUNNING.set(len(self._running) + len(turns))
             for turn in turns:

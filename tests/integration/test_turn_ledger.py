@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from core.conversation.service import ConversationConfig, ConversationService
 from core.errors import RateLimited
 from core.models import (
+    AdminPrompt,
     ChatUser,
     Credits,
     IncomingMessage,
@@ -27,6 +28,7 @@ from core.models import (
     Reply,
     ReplyImage,
     SamsarCall,
+    StoredUser,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -34,6 +36,7 @@ from core.models import (
     TurnRequest,
     TurnStatus,
 )
+from core.ports import PromptsInForce
 from core.turns.worker import WorkerConfig
 from storage.engine import create_engine
 from storage.store import SqlStore, open_store
@@ -178,6 +181,49 @@ async def test_a_thread_runs_one_turn_at_a_time_in_order_others_beside_it(
     await store.turns.finish(first.turn_id, "w1", TurnStatus.DELIVERED)
     third = await store.turns.claim("w3", ["slack"], LEASE)
     assert third is not None and third.event_key == "a2"
+
+
+async def test_a_claim_fixes_the_body_of_a_turn_whose_thread_has_a_session(
+    store: SqlStore,
+) -> None:
+    bob = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+    await store.sessions.save(ThreadSession(thread(1), "sess-1", ALICE.key, "Alice", None, "fp0"))
+    await store.sessions.save(ThreadSession(thread(2), "sess-2", bob.key, "Bob"))
+    await store.prompts.set(AdminPrompt("slack", "T1", "C1", "be brief", "admin"))
+    await store.users.save(StoredUser(ALICE.key, "slack", "slack", "U1", persona="a pirate"))
+    seen: list[tuple[str, str, PromptsInForce]] = []
+
+    def fix(claimed: Turn, session: ThreadSession, in_force: PromptsInForce) -> SamsarCall | None:
+        seen.append((claimed.event_key, session.session_id, in_force))
+        if session.owner_key != claimed.user_key:
+            return None
+        return SamsarCall(session.session_id, False, "be brief", "fp1")
+
+    retry = SamsarCall("sess-0", False, None, None, of_turn="earlier")
+    for made in (turn("warm", thread(1)), turn("bobs", thread(2)), turn("cold", thread(3))):
+        assert await store.turns.record(made)
+    assert await store.turns.record(dataclasses.replace(turn("retry", thread(4)), call=retry))
+    claimed = {
+        t.event_key: t for t in await store.turns.claim_some("w", ["slack"], LEASE, 9, fix=fix)
+    }
+    assert claimed["warm"].call == SamsarCall("sess-1", False, "be brief", "fp1")
+    assert claimed["bobs"].call is None and claimed["cold"].call is None  # left to the run
+    assert claimed["retry"].call == retry  # a body it had is kept
+    asked = {key: (session_id, in_force) for key, session_id, in_force in seen}
+    assert set(asked) == {"warm", "bobs"}  # "cold" has no session yet, "retry" a body
+    assert asked["warm"][0] == "sess-1" and asked["bobs"][0] == "sess-2"
+    workspace, channel, persona = asked["warm"][1]
+    assert workspace is None and channel is not None and channel.text == "be brief"
+    assert persona == "a pirate"  # the turn's member's
+    stored = await store.turns.load(claimed["warm"].turn_id)
+    assert stored is not None and stored.call == claimed["warm"].call  # kept: a resume sends it
+    # A turn claimed to be delivered runs no more: no body is made for it.
+    assert await store.turns.complete(claimed["cold"].turn_id, "w", Reply("hi"), latency_ms=1)
+    await store.turns.release(claimed["cold"].turn_id, "w")
+    await store.sessions.save(ThreadSession(thread(3), "sess-3", ALICE.key, "Alice"))
+    seen.clear()
+    again = await store.turns.claim_some("w2", ["slack"], LEASE, 9, fix=fix)
+    assert [t.event_key for t in again] == ["cold"] and again[0].call is None and seen == []
 
 
 async def test_claims_are_per_platform(store: SqlStore) -> None:
