@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -160,6 +161,16 @@ FixCall = Callable[[Turn, ThreadSession, PromptsInForce], SamsarCall | None]
 force, read in the claim's own unit of work; None leaves it to the run."""
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A turn its worker is done with, finished (as `TurnLedger.finish` does) in its next
+    claim's unit of work."""
+
+    turn_id: str
+    status: TurnStatus
+    images: bool = True  # whether its outcome may have kept pictures (to drop)
+
+
 class TurnLedger(Protocol):
     """The turn ledger: one row per member action, the source of truth of its life.
 
@@ -198,11 +209,14 @@ class TurnLedger(Protocol):
         limit: int,
         *,
         fix: FixCall | None = None,
+        finished: Collection[Finished] = (),
     ) -> list[Turn]:
         """Lease up to `limit` turns as `claim` does (each the first of its own thread), oldest
         first, in one go. With `fix`, a turn to run that has no completion body yet and whose
         thread has a session gets the body `fix` makes, kept (as `save_call` does) in the same
-        unit of work, so a warm turn needs no reads of its own before Samsar is called."""
+        unit of work, so a warm turn needs no reads of its own before Samsar is called.
+        `finished` turns (this owner's) are finished first, in that same unit: the next turn
+        of their threads may be claimed at once."""
         ...
 
     async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
@@ -248,8 +262,11 @@ class TurnLedger(Protocol):
         """Give the lease up now (shutdown): another worker may resume the turn at once."""
         ...
 
-    async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
-        """Delivered, or failed (the member was told, or nothing could be posted)."""
+    async def finish(
+        self, turn_id: str, owner: str, status: TurnStatus, *, images: bool = True
+    ) -> None:
+        """Delivered, or failed (the member was told, or nothing could be posted); the kept
+        pictures of its outcome are dropped (`images` False: it kept none)."""
         ...
 
     async def get(self, event_key: str) -> Turn | None:

@@ -54,7 +54,7 @@ from core.models import (
     TurnStatus,
     WaitingTurn,
 )
-from core.ports import FixCall
+from core.ports import Finished, FixCall
 from storage.database import Database
 from storage.repositories import (
     ADVANCE,
@@ -380,13 +380,18 @@ class SqlTurnLedger:
         limit: int,
         *,
         fix: FixCall | None = None,
+        finished: Collection[Finished] = (),
     ) -> list[Turn]:
         """Lease up to `limit` turns that have work to do (each the first of its thread), oldest
         first; with `fix`, the completion body of those about to run is fixed in the same unit
         (see core.ports.TurnLedger)."""
-        if not platforms or limit < 1:
-            return []
         now = self._now()
+        done = [self._finish_params(item.turn_id, owner, item.status, now) for item in finished]
+        images = [item.images for item in finished]
+        if not platforms or limit < 1:
+            if done:
+                await self._db.run_autocommit(_finish_all, done, images)
+            return []
         params = {
             **_platform_params(platforms),
             "now": now,
@@ -395,7 +400,7 @@ class SqlTurnLedger:
             "until": now + lease,
         }
         claim = _claim_statement(self._dialect, len(platforms))
-        return await self._db.run_autocommit(_claim, claim, params, fix)
+        return await self._db.run_autocommit(_claim, claim, params, fix, done, images)
 
     async def renew(self, turn_id: str, owner: str, lease: timedelta) -> bool:
         """Extend the lease; False when it is no longer `owner`'s."""
@@ -468,12 +473,18 @@ class SqlTurnLedger:
         """Give the lease up now: another worker may resume the turn at once."""
         await self._owned_update(_RELEASE, turn_id, owner)
 
-    async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
+    async def finish(
+        self, turn_id: str, owner: str, status: TurnStatus, *, images: bool = True
+    ) -> None:
         """Delivered or failed; the reply's image bytes are no longer needed."""
-        params = {"id": turn_id, "holder": owner, "new_status": status.value, "now": self._now()}
-        # Image bytes a crash leaves behind here go with the turn when it is pruned.
-        if not await self._db.run_autocommit(_finish, params):
-            log.warning("finish of a turn not held", extra={"turn_id": turn_id})
+        params = self._finish_params(turn_id, owner, status, self._now())
+        await self._db.run_autocommit(_finish_all, [params], [images])
+
+    @staticmethod
+    def _finish_params(
+        turn_id: str, owner: str, status: TurnStatus, now: datetime
+    ) -> dict[str, Any]:
+        return {"id": turn_id, "holder": owner, "new_status": status.value, "now": now}
 
     async def get(self, event_key: str) -> Turn | None:
         """The turn of an event key, or None."""
@@ -543,8 +554,14 @@ def _with_images(conn: Connection, row: Row[Any]) -> Turn:
 
 
 def _claim(
-    conn: Connection, claim: Update, params: dict[str, Any], fix: FixCall | None
+    conn: Connection,
+    claim: Update,
+    params: dict[str, Any],
+    fix: FixCall | None,
+    done: list[dict[str, Any]],
+    images: list[bool],
 ) -> list[Turn]:
+    _finish_all(conn, done, images)
     turns = [_with_images(conn, row) for row in conn.execute(claim, params).all()]
     if fix is not None:
         turns = [_fixed(conn, turn, params["owner"], fix) for turn in turns]
@@ -599,11 +616,14 @@ def _complete(
     return True
 
 
-def _finish(conn: Connection, params: dict[str, Any]) -> bool:
-    if conn.execute(_FINISH, params).rowcount != 1:
-        return False
-    conn.execute(_DROP_IMAGES, {"id": params["id"]})
-    return True
+def _finish_all(conn: Connection, done: list[dict[str, Any]], images: list[bool]) -> None:
+    """Finish turns (each under its own guard; in autocommit, image bytes a crash leaves
+    behind go with their turn when it is pruned)."""
+    for params, kept in zip(done, images, strict=True):
+        if conn.execute(_FINISH, params).rowcount != 1:
+            log.warning("finish of a turn not held", extra={"turn_id": params["id"]})
+        elif kept:
+            conn.execute(_DROP_IMAGES, {"id": params["id"]})
 
 
 def _one_turn(

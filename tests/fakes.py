@@ -33,7 +33,7 @@ from core.models import (
     TurnStatus,
     WaitingTurn,
 )
-from core.ports import FixCall
+from core.ports import Finished, FixCall
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -216,7 +216,10 @@ class MemoryTurns:
         limit: int,
         *,
         fix: FixCall | None = None,
+        finished: Collection[Finished] = (),
     ) -> list[Turn]:
+        for item in finished:
+            await self.finish(item.turn_id, owner, item.status, images=item.images)
         claimed: list[Turn] = []
         while len(claimed) < limit and (turn := await self.claim(owner, platforms, lease)):
             if fix is not None:
@@ -334,7 +337,9 @@ class MemoryTurns:
         if turn is not None:
             self.rows[turn_id] = replace(turn, lease_owner=None, lease_expires_at=None)
 
-    async def finish(self, turn_id: str, owner: str, status: TurnStatus) -> None:
+    async def finish(
+        self, turn_id: str, owner: str, status: TurnStatus, *, images: bool = True
+    ) -> None:
         turn = self.rows[turn_id]
         if turn.lease_owner == owner:
             self.rows[turn_id] = replace(

@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 from core import metrics
 from core.errors import BotError, Undeliverable, Unexpected
 from core.models import Reply, Turn, TurnRequest, TurnStatus
-from core.ports import TurnChannel, TurnLedger
+from core.ports import Finished, TurnChannel, TurnLedger
 from core.turns.executor import TurnExecutor
 
 log = logging.getLogger(__name__)
 
 _NOT_SHOWN = "not shown"  # a waiting turn's place before it is first shown
+_LOOP_GRACE = 5.0  # seconds the worker's loop may take to end its round when stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class TurnWorker:
         # Turns recorded here that have not started: their place in line as last shown. Only
         # the replica that recorded a turn shows its place, so no two post it.
         self._line: dict[str, int | str | None] = {}
+        # Turns delivered (or given up) here, finished in the ledger with the next claim.
+        self._finished: list[Finished] = []
 
     def attach(self, platform: str, channel: TurnChannel) -> None:
         """Take on the turns of `platform` (its adapter is ready to deliver them)."""
@@ -121,10 +124,14 @@ class TurnWorker:
         finally:
             self._stopping = True
             self.wake()
-            await self._abandon()
+            # Let the loop end its last round (a claim under way lands whole: its finishes
+            # are not written twice, what it claimed is released below); stop it if it hangs.
+            await asyncio.wait({loop}, timeout=_LOOP_GRACE)
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await self._abandon()
+            await self._finish_now()
 
     async def drain(self, grace: float) -> None:
         """Take no more turns; let running ones finish within `grace` seconds, then give the
@@ -136,6 +143,7 @@ class TurnWorker:
             log.info("draining turns", extra={"running": len(running), "grace_s": grace})
             await asyncio.wait(running, timeout=grace)
         await self._abandon()
+        await self._finish_now()
 
     async def _abandon(self) -> None:
         """Release the leases of unfinished turns (no write of theirs lands after this), then
@@ -171,23 +179,47 @@ class TurnWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll)
 
     async def _fill(self) -> None:
-        """Claim as many turns as there are free places, in one go."""
-        while not self._stopping and (free := self._config.max_running - len(self._running)) > 0:
-            turns = await self._ledger.claim_some(
-                self.owner,
-                list(self._channels),
-                self._config.lease,
-                free,
-                fix=self._executor.fix_on_claim,
-            )
+        """Finish the turns done since, and claim as many turns as there are free places, in
+        one go."""
+        while True:
+            free = 0 if self._stopping else self._config.max_running - len(self._running)
+            finished, self._finished = self._finished, []
+            if free <= 0 and not finished:
+                return
+            try:
+                turns = await self._ledger.claim_some(
+                    self.owner,
+                    list(self._channels),
+                    self._config.lease,
+                    free,
+                    fix=self._executor.fix_on_claim,
+                    finished=finished,
+                )
+            except BaseException:
+                self._finished[:0] = finished  # written with the next claim (held meanwhile)
+                raise
             metrics.RUNNING.set(len(self._running) + len(turns))
             for turn in turns:
                 self._line.pop(turn.turn_id, None)
                 task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
                 self._running[turn.turn_id] = task
                 task.add_done_callback(self._done)
-            if len(turns) < free:
+            if len(turns) < free or free <= 0:
                 return
+
+    async def _finish_now(self) -> None:
+        """Finish what waits for the next claim (stopping: there will be none)."""
+        finished, self._finished = self._finished, []
+        for item in finished:
+            try:
+                await self._ledger.finish(item.turn_id, self.owner, item.status, images=item.images)
+            except Exception:  # its lease expires: delivered again, editing what it posted
+                log.warning("could not finish a turn", extra={"turn_id": item.turn_id})
+
+    def _finish_later(self, turn: Turn, status: TurnStatus, *, images: bool = True) -> None:
+        """Finished with the next claim, which this wakes (the thread's next turn with it)."""
+        self._finished.append(Finished(turn.turn_id, status, images))
+        self.wake()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task.get_name().removeprefix("turn:"), None)
@@ -232,7 +264,7 @@ class TurnWorker:
         try:
             channel, request = self._channels[turn.platform], turn.request
             if request is None:  # a row from before durable turns: nothing to resume from
-                await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+                self._finish_later(turn, TurnStatus.FAILED)
                 return
             posted = _Posted(self._ledger, turn.turn_id, turn.posted)
             outcome = turn.outcome
@@ -244,7 +276,7 @@ class TurnWorker:
                     outcome = await self._run(turn, request, channel, posted)
                 except Undeliverable as exc:  # no one to answer there any more: no call
                     log.info("turn dropped: undeliverable", extra={**_ids(turn), "why": str(exc)})
-                    await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+                    self._finish_later(turn, TurnStatus.FAILED, images=False)
                     return
                 started = turn.created_at or self._now()
                 latency = int((self._now() - started).total_seconds() * 1000)
@@ -305,10 +337,10 @@ class TurnWorker:
                 return
             with contextlib.suppress(Exception):
                 await channel.give_up(turn, request, posted)
-            await self._ledger.finish(turn.turn_id, self.owner, TurnStatus.FAILED)
+            self._finish_later(turn, TurnStatus.FAILED, images=_kept_images(outcome))
             return
         status = TurnStatus.DELIVERED if isinstance(outcome, Reply) else TurnStatus.FAILED
-        await self._ledger.finish(turn.turn_id, self.owner, status)
+        self._finish_later(turn, status, images=_kept_images(outcome))
 
     async def _keep_lease(self, turn_id: str) -> None:
         every = self._config.lease.total_seconds() / 3
@@ -320,6 +352,10 @@ class TurnWorker:
                     return
             except Exception:
                 log.warning("lease not renewed", extra={"turn_id": turn_id}, exc_info=True)
+
+
+def _kept_images(outcome: Reply | BotError) -> bool:
+    return isinstance(outcome, Reply) and bool(outcome.images)
 
 
 def _ids(turn: Turn) -> dict[str, str]:

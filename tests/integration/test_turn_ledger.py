@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -36,7 +37,7 @@ from core.models import (
     TurnRequest,
     TurnStatus,
 )
-from core.ports import PromptsInForce
+from core.ports import Finished, PromptsInForce
 from core.turns.worker import WorkerConfig
 from storage.engine import create_engine
 from storage.store import SqlStore, open_store
@@ -224,6 +225,38 @@ async def test_a_claim_fixes_the_body_of_a_turn_whose_thread_has_a_session(
     seen.clear()
     again = await store.turns.claim_some("w2", ["slack"], LEASE, 9, fix=fix)
     assert [t.event_key for t in again] == ["cold"] and again[0].call is None and seen == []
+
+
+async def test_turns_finished_with_a_claim_free_their_thread_for_that_same_claim(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    for made in (turn("a1", thread(1)), turn("a2", thread(1)), turn("b1", thread(2))):
+        assert await store.turns.record(made)
+    a1, b1 = await store.turns.claim_some("w", ["slack"], LEASE, 9)
+    image = ReplyImage(b"\x89PNG\r\n\x1a\n", "image/png", "a.png", None)
+    assert await store.turns.complete(a1.turn_id, "w", Reply("look", (image,)), latency_ms=1)
+    assert await store.turns.complete(b1.turn_id, "w", Reply("hi"), latency_ms=1)
+    done = [
+        Finished(a1.turn_id, TurnStatus.DELIVERED),
+        Finished(b1.turn_id, TurnStatus.FAILED, images=False),
+        Finished("not-held", TurnStatus.DELIVERED),
+    ]
+    with caplog.at_level(logging.WARNING, logger="storage.turns"):
+        [a2] = await store.turns.claim_some("w", ["slack"], LEASE, 9, finished=done)
+    assert a2.event_key == "a2"  # a1, finished in the same unit, no longer holds it back
+    assert "finish of a turn not held" in caplog.text
+    for finished, status in ((a1, TurnStatus.DELIVERED), (b1, TurnStatus.FAILED)):
+        stored = await store.turns.load(finished.turn_id)
+        assert stored is not None and stored.status is status and stored.lease_owner is None
+        assert stored.finished_at is not None
+    async with store.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(TurnImageRow)) == 0
+    # With no place free, the turns done are finished all the same.
+    assert await store.turns.complete(a2.turn_id, "w", Reply("bye"), latency_ms=1)
+    done = [Finished(a2.turn_id, TurnStatus.DELIVERED, images=False)]
+    assert await store.turns.claim_some("w", ["slack"], LEASE, 0, finished=done) == []
+    stored = await store.turns.load(a2.turn_id)
+    assert stored is not None and stored.status is TurnStatus.DELIVERED
 
 
 async def test_claims_are_per_platform(store: SqlStore) -> None:

@@ -94,8 +94,10 @@ async def test_completion_carries_the_turn_as_idempotency_key(
     assert reply is not None and reply.turn_id is not None
     (call,) = [c for c in samsar.calls if c.route == "completion"]
     assert call.idempotency_key == f"turn-{reply.turn_id}"
-    turn = await store.turns.get("e1")
-    assert turn is not None and turn.status is TurnStatus.DELIVERED and turn.credits_charged == 1
+    async with asyncio.timeout(5):  # finished with the worker's next claim, right after
+        while (turn := await store.turns.get("e1")) is None or turn.finished_at is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert turn.status is TurnStatus.DELIVERED and turn.credits_charged == 1
 
 
 async def test_non_owner_is_refused_and_not_billed(service: TurnDriver, samsar: FakeSamsar) -> None:
