@@ -34,6 +34,7 @@ from core.models import (
     Credits,
     ExternalIdentity,
     GeneratedImage,
+    ImageProblem,
     LoginLink,
 )
 from core.offload import BIG, Parcel, offload, receive
@@ -206,7 +207,10 @@ class SamsarClient:
         reply = await self._post(route, body, idempotency_key, limit=self._completion_timeout)
         if reply.body is not None:
             read = read_completion(reply.body)
-            images, problems = await asyncio.to_thread(pictures, read.image_calls)
+            images: tuple[GeneratedImage, ...] = ()
+            problems: list[ImageProblem] = []
+            if read.image_calls:  # an answer in words only makes no trip to a thread
+                images, problems = await asyncio.to_thread(pictures, read.image_calls)
         else:  # pictures: parsed, decoded and checked in a worker process, from the file
             assert isinstance(reply.content, Path)
             try:
