@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -565,3 +566,18 @@ async def pg_connections(database: Database) -> AsyncIterator[Callable[[str], Aw
         yield count
     finally:
         await engine.dispose()
+
+
+async def test_a_picture_of_many_megabytes_is_kept_byte_for_byte(store: SqlStore) -> None:
+    assert await store.turns.record(turn("big"))
+    claimed = await store.turns.claim("w", ["slack"], LEASE)
+    assert claimed is not None
+    pictures = tuple(
+        ReplyImage(random.randbytes(size), "image/png", f"{n}.png", None)
+        for n, size in enumerate((3 * 1024 * 1024 + 17, 1024 * 1024, 5))
+    )
+    assert await store.turns.complete(claimed.turn_id, "w", Reply("look", pictures), latency_ms=1)
+    await store.turns.release(claimed.turn_id, "w")
+    again = await store.turns.claim("w", ["slack"], LEASE)
+    assert again is not None and again.reply is not None
+    assert again.reply.images == pictures
