@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bots.bootstrap import settle
 from bots.discord.render import render
 from bots.slack.render import answer_pieces
 from core.conversation.service import ConversationConfig, ConversationService
@@ -308,6 +309,7 @@ async def measure(url: str, base_url: str, label: str, quick: bool) -> dict[str,
         httpx.AsyncClient(timeout=120) as http,
         bot(store, client) as driver,
     ):
+        settle()  # as `samsar-bot run` does once wired
         bare = await Bare.ready(http, client, base_url)
         p50, p99, statements = await overhead(driver, bare, store, 60 if quick else 300)
         figures[f"overhead_p50_ms_{label}"] = p50
