@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     slack_client_secret: SecretStr | None = None
     slack_scopes: CommaList = ()  # default: the manifest's bot scopes
     slack_redirect_uri: str | None = None
+    # Suggested prompts of a new assistant thread, "|"-separated, each "Title: message"
+    slack_suggested_prompts: Annotated[tuple[str, ...], NoDecode] = (
+        "Draw a picture: Draw a watercolor fox in a snowy forest",
+        "Explain something: Explain how rainbows form, in three sentences",
+        "Write something: Write a friendly welcome message for a new teammate",
+    )
     # Bot tokens of installations encrypted at rest (comma-separated: the first encrypts)
     token_encryption_key: SecretStr | None = None
     # Servers the bot stays in (unset: any); it leaves the others and ignores them meanwhile.
@@ -216,6 +222,13 @@ class Settings(BaseSettings):
         except InputRejected as exc:
             raise ValueError(exc.detail or "not a value the image tool takes") from None
         return str(getattr(checked, name))
+
+    @field_validator("slack_suggested_prompts", mode="before")
+    @classmethod
+    def _split_bars(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split("|") if part.strip())
+        return value
 
     @field_validator("token_encryption_key")
     @classmethod
