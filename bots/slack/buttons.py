@@ -11,14 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import (
-    BotError,
-    InsufficientCredits,
-    RateLimited,
-    SamsarTimeout,
-    SamsarUnreachable,
-    UpstreamError,
-)
+from core.errors import RETRYABLE, BotError, InsufficientCredits
 from core.models import Redo
 
 Block = dict[str, Any]
@@ -29,7 +22,6 @@ BUY = "samsar_buy"  # a link button: Slack still sends its click, which needs on
 EDIT_FORM = "samsar_edit_form"  # the form's callback id
 INSTRUCTION_BLOCK, INSTRUCTION = "instruction", "instruction_input"
 SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
-RETRYABLE = (RateLimited, SamsarTimeout, SamsarUnreachable, UpstreamError)
 _TURN = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -80,16 +80,7 @@ class Conversations:
                 return
             images = [file for file in files if str(file.get("mimetype", "")).startswith("image/")]
             place = self.place(origin)
-            route = Route(
-                channel=origin.channel,
-                thread_ts=origin.thread_ts,
-                user_id=origin.user_id,
-                user_team=origin.user_team,
-                team_id=origin.team_id,
-                enterprise_id=origin.enterprise_id,
-                assistant=place.assistant,
-                org_install=origin.org_install,
-            )
+            route = _route(origin, place)
             request = TurnRequest(
                 user=origin.plain_user(),
                 thread=origin.thread,
@@ -136,16 +127,7 @@ class Conversations:
         tell the member privately why not (someone else's turn, too fast, too old)."""
         async with self._threads.hold(origin.thread.key):
             place = self.place(origin)
-            route = Route(
-                channel=origin.channel,
-                thread_ts=origin.thread_ts,
-                user_id=origin.user_id,
-                user_team=origin.user_team,
-                team_id=origin.team_id,
-                enterprise_id=origin.enterprise_id,
-                assistant=place.assistant,
-                org_install=origin.org_install,
-            )
+            route = _route(origin, place)
             try:
                 await self._service.again(
                     origin.key,
@@ -179,6 +161,20 @@ class Conversations:
                 await renderer.say(place, sentence)
         except WEB_API_ERRORS as exc:
             log.error("refusal not posted", extra={"channel": place.channel, "error": repr(exc)})
+
+
+def _route(origin: Origin, place: Place) -> Route:
+    """Where the turn of `origin` answers, kept with it in the ledger."""
+    return Route(
+        channel=origin.channel,
+        thread_ts=origin.thread_ts,
+        user_id=origin.user_id,
+        user_team=origin.user_team,
+        team_id=origin.team_id,
+        enterprise_id=origin.enterprise_id,
+        assistant=place.assistant,
+        org_install=origin.org_install,
+    )
 
 
 def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
