@@ -261,10 +261,10 @@ class Settings(BaseSettings):
             )
         if self.slack_client_id is None or self.slack_client_secret is None:
             raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both")
-        if self.slack_signing_secret is None:
+        if self.slack_signing_secret is None or self.slack_app_token is not None:
             raise ValueError(
-                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET: installed workspaces are served "
-                "over HTTP (Slack does not distribute Socket Mode apps)"
+                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET and no SLACK_APP_TOKEN: installed "
+                "workspaces are served over HTTP (Slack does not list Socket Mode apps)"
             )
         return self
 
