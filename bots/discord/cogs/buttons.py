@@ -50,6 +50,9 @@ class ButtonsCog(commands.Cog):
                 await self._form(interaction, clicked, data)
         except BotError as exc:
             await _private(interaction, user_text(exc))
+        except Exception as exc:  # the top of a click: logged, and never left unanswered
+            log.exception("click failed", extra={"custom_id": clicked.action})
+            await _private(interaction, user_text(exc))
 
     async def _click(
         self, interaction: Interaction, clicked: buttons.Clicked, data: Mapping[str, object]
