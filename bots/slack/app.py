@@ -237,11 +237,11 @@ class SlackBot:
 
     async def _on_action(self, ack: AsyncAck, body: Body) -> None:
         # Recorded (or refused privately) before the ack, as a message is.
-        await self._clicks.action(body)
+        await self._clicks.guarded(self._clicks.action, body)
         await ack()
 
     async def _on_feedback(self, ack: AsyncAck, body: Body) -> None:
-        await self._clicks.feedback(body)
+        await self._clicks.guarded(self._clicks.feedback, body)
         await ack()
 
     async def _on_link(self, ack: AsyncAck) -> None:
@@ -249,7 +249,7 @@ class SlackBot:
         await ack()
 
     async def _on_form(self, ack: AsyncAck, body: Body) -> None:
-        await self._clicks.form(body)
+        await self._clicks.guarded(self._clicks.form, body)
         await ack()
 
     async def _ignore(self) -> None:

@@ -9,6 +9,7 @@ credits) open their URL in the member's browser; their click needs only the ack.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bots import texts as shared_texts
@@ -32,6 +33,20 @@ class Clicks:
     def __init__(self, service: ConversationService, conversations: Conversations) -> None:
         self._service = service
         self._conversations = conversations
+
+    async def guarded(self, work: Callable[[Body], Awaitable[None]], body: Body) -> None:
+        """Run a click's work; a failure nothing foresaw is logged and the member told, never
+        left silent (the click is acknowledged either way)."""
+        try:
+            await work(body)
+        except Exception:
+            log.exception("click failed", extra={"type": body.get("type")})
+            origin = _origin(body, "")
+            if origin is not None and (
+                renderer := await self._conversations.renderer(origin.tenant)
+            ):
+                place = Place(origin.channel, origin.thread_ts, origin.user_id)
+                await renderer.private(place, shared_texts.UNEXPECTED)
 
     async def action(self, body: Body) -> None:
         """A click on a picture's or a failure's button (or the size select)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tests.e2e.slack import payloads
@@ -156,3 +157,18 @@ async def test_assistant_threads_get_prompts_a_title_feedback_and_a_cleared_stat
         rows = await conn.execute(text("SELECT feedback FROM turns WHERE kind = 'ask'"))
         kept = rows.scalars().all()
     assert kept == ["down"]
+
+
+async def test_a_click_that_fails_unexpectedly_is_told_and_acknowledged(
+    slack: Slack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = await imagined(slack)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(slack.service, "again", broken)
+    await slack.interact(slack.fake.click(picture_answer(slack, thread), "samsar_hd", user=ALICE))
+    await slack.settle()
+    [told] = [e for e in slack.fake.ephemerals if e["user"] == ALICE]
+    assert told["text"] == "Something went wrong. Please try again."
