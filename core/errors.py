@@ -187,3 +187,12 @@ def _subclasses(cls: type[BotError]) -> list[type[BotError]]:
 
 
 _ERROR_TYPES: dict[str, type[BotError]] = {cls.__name__: cls for cls in _subclasses(BotError)}
+
+
+RETRYABLE: tuple[type[BotError], ...] = (
+    RateLimited,
+    SamsarTimeout,
+    SamsarUnreachable,
+    UpstreamError,
+)
+"""Failures Samsar may get over: a member may try again (with the same request and key)."""

@@ -58,6 +58,7 @@ WAITING = Gauge(
 RECOVERED = Counter(
     "samsar_bot_turns_recovered", "Turns resumed after their worker stopped", registry=REGISTRY
 )
+FEEDBACK = Counter("samsar_bot_feedback", "Members' 👍/👎 on answers", ["value"], registry=REGISTRY)
 DELIVERY_RETRIES = Counter(
     "samsar_bot_delivery_retries", "Posts that failed and will be tried again", registry=REGISTRY
 )

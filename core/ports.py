@@ -231,6 +231,10 @@ class TurnLedger(Protocol):
         """Keep the completion body fixed before the first Samsar call."""
         ...
 
+    async def save_feedback(self, turn_id: str, user_key: str, value: str) -> bool:
+        """Keep the turn's member's 👍/👎 ("up"/"down"); False when gone or not theirs."""
+        ...
+
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
         ...

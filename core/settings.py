@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     slack_client_secret: SecretStr | None = None
     slack_scopes: CommaList = ()  # default: the manifest's bot scopes
     slack_redirect_uri: str | None = None
+    # Suggested prompts of a new assistant thread, "|"-separated, each "Title: message"
+    slack_suggested_prompts: Annotated[tuple[str, ...], NoDecode] = (
+        "Draw a picture: Draw a watercolor fox in a snowy forest",
+        "Explain something: Explain how rainbows form, in three sentences",
+        "Write something: Write a friendly welcome message for a new teammate",
+    )
     # Bot tokens of installations encrypted at rest (comma-separated: the first encrypts)
     token_encryption_key: SecretStr | None = None
     # Servers the bot stays in (unset: any); it leaves the others and ignores them meanwhile.
@@ -217,6 +223,13 @@ class Settings(BaseSettings):
             raise ValueError(exc.detail or "not a value the image tool takes") from None
         return str(getattr(checked, name))
 
+    @field_validator("slack_suggested_prompts", mode="before")
+    @classmethod
+    def _split_bars(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split("|") if part.strip())
+        return value
+
     @field_validator("token_encryption_key")
     @classmethod
     def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
@@ -248,10 +261,10 @@ class Settings(BaseSettings):
             )
         if self.slack_client_id is None or self.slack_client_secret is None:
             raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: set both")
-        if self.slack_signing_secret is None:
+        if self.slack_signing_secret is None or self.slack_app_token is not None:
             raise ValueError(
-                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET: installed workspaces are served "
-                "over HTTP (Slack does not distribute Socket Mode apps)"
+                "SLACK_CLIENT_ID needs SLACK_SIGNING_SECRET and no SLACK_APP_TOKEN: installed "
+                "workspaces are served over HTTP (Slack does not list Socket Mode apps)"
             )
         return self
 

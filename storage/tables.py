@@ -148,6 +148,7 @@ class TurnRow(SQLModel, table=True):
     delivery_attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    feedback: str | None = None  # the member's 👍 ("up") or 👎 ("down") on the answer
 
 
 class TurnImageRow(SQLModel, table=True):

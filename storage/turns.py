@@ -248,6 +248,11 @@ _FINISH = (
 _INSERT_IMAGE_ROOM = insert(_images).values(data=func.zeroblob(bindparam("size", type_=BigInteger)))
 _BLOB_SLICE = 1024 * 1024
 _DROP_IMAGES = delete(_images).where(_images.c.turn_id == bindparam("id"))
+_SAVE_FEEDBACK = (
+    update(_turns)
+    .where(_t.turn_id == bindparam("id"), _t.user_key == bindparam("member"))
+    .values(feedback=bindparam("value"))
+)
 _SAVE_POSTED = update(_turns).where(_t.turn_id == bindparam("id")).values(posted=bindparam("value"))
 _SAVE_POSTED_WHILE_WAITING = (
     update(_turns)
@@ -412,6 +417,12 @@ class SqlTurnLedger:
     async def save_call(self, turn_id: str, owner: str, call: SamsarCall) -> bool:
         """Keep the completion body fixed before the first Samsar call."""
         return await self._owned_update(_SAVE_CALL, turn_id, owner, call_json=dump_call(call))
+
+    async def save_feedback(self, turn_id: str, user_key: str, value: str) -> bool:
+        """Keep the turn's member's 👍/👎 on its answer (the last one counts); False when the
+        turn is gone or not theirs."""
+        params = {"id": turn_id, "member": user_key, "value": value}
+        return await self._db.run_autocommit(_rowcount, _SAVE_FEEDBACK, params) > 0
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""

@@ -137,6 +137,7 @@ class MemoryTurns:
         self.sessions: MemorySessions | None = None  # where a reply's advance lands
         self.prompts: MemoryPrompts | None = None  # what a claim's `fix` reads
         self.buckets: dict[str, tuple[float, float]] = {}  # member → (tokens, at)
+        self.feedback: dict[str, str] = {}  # turn → "up" / "down"
 
     async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
@@ -260,6 +261,13 @@ class MemoryTurns:
         if turn is not None:
             self.rows[turn_id] = replace(turn, call=call)
         return turn is not None
+
+    async def save_feedback(self, turn_id: str, user_key: str, value: str) -> bool:
+        turn = self.rows.get(turn_id)
+        if turn is None or turn.user_key != user_key:
+            return False
+        self.feedback[turn_id] = value
+        return True
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         self.rows[turn_id] = replace(self.rows[turn_id], posted=posted)

@@ -14,14 +14,7 @@ from dataclasses import dataclass
 
 import discord
 
-from core.errors import (
-    BotError,
-    InsufficientCredits,
-    RateLimited,
-    SamsarTimeout,
-    SamsarUnreachable,
-    UpstreamError,
-)
+from core.errors import RETRYABLE, BotError, InsufficientCredits
 from core.models import Redo
 
 PREFIX = "samsar"
@@ -29,7 +22,6 @@ _CUSTOM_ID = re.compile(rf"^{PREFIX}:(regen|hd|edit|size|retry|editform):([0-9a-
 EDIT_FORM = "editform"
 INSTRUCTION = "instruction"  # the edit form's text input
 SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
-RETRYABLE = (RateLimited, SamsarTimeout, SamsarUnreachable, UpstreamError)
 
 
 @dataclass(frozen=True, slots=True)

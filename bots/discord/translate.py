@@ -57,6 +57,15 @@ def conversation_of(channel: object, guild_id: int | None) -> ThreadRef | None:
     return None
 
 
+def bot_is_present(interaction: Interaction) -> bool:
+    """Whether the bot itself can post where the interaction came from: a server it was added
+    to, or its own DM. A member's own install (`users`) reaches servers and DMs the bot is not
+    in: there only the interaction's own responses can be posted."""
+    if interaction.guild_id:
+        return interaction.is_guild_integration()
+    return bool(interaction.context.dm_channel)
+
+
 def can_open_thread(channel: object) -> bool:
     """True for guild channels where a public thread can start from a message."""
     kind = getattr(channel, "type", None)

@@ -21,7 +21,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack import texts
+from bots.slack import buttons, texts
+from bots.slack.clicks import Clicks
 from bots.slack.commands import SlashCommands
 from bots.slack.conversations import Conversations
 from bots.slack.distribution import (
@@ -156,6 +157,12 @@ class SlackBot:
         self.app.event("assistant_thread_started")(self._on_assistant_thread)
         self.app.event("assistant_thread_context_changed")(self._ignore)
         self.app.command("/samsar")(self._on_command)
+        self._clicks = Clicks(service, self.conversations)
+        self.app.action(buttons.ACTION)(self._on_action)
+        self.app.action(buttons.FEEDBACK)(self._on_feedback)
+        self.app.action(buttons.BUY)(self._on_link)
+        self.app.view(buttons.EDIT_FORM)(self._on_form)
+        self._prompts = suggested_prompts(settings.slack_suggested_prompts)
         self.intake = Intake(
             self.app, self.workspaces.app_id, secret.get_secret_value() if secret else None
         )
@@ -223,9 +230,27 @@ class SlackBot:
         async def greet() -> None:
             if renderer := await self.conversations.renderer(tenant):
                 await renderer.say(place, texts.GREETING)
+                await renderer.suggest(place, self._prompts)
 
         # One greeting per thread, retries or not.
         await self._start(f"slack:assistant:{channel}:{thread_ts}", request, greet)
+
+    async def _on_action(self, ack: AsyncAck, body: Body) -> None:
+        # Recorded (or refused privately) before the ack, as a message is.
+        await self._clicks.guarded(self._clicks.action, body)
+        await ack()
+
+    async def _on_feedback(self, ack: AsyncAck, body: Body) -> None:
+        await self._clicks.guarded(self._clicks.feedback, body)
+        await ack()
+
+    async def _on_link(self, ack: AsyncAck) -> None:
+        """A link button (Buy credits): Slack opened the URL; the click only needs its ack."""
+        await ack()
+
+    async def _on_form(self, ack: AsyncAck, body: Body) -> None:
+        await self._clicks.guarded(self._clicks.form, body)
+        await ack()
 
     async def _ignore(self) -> None:
         """Events the app subscribes to without acting on them."""
@@ -250,6 +275,18 @@ class SlackBot:
         except TimeoutError:
             log.warning("slack shutdown cut work short", extra={"pending": self.tasks.pending})
         await self.tasks.cancel()
+
+
+def suggested_prompts(entries: tuple[str, ...]) -> list[dict[str, str]]:
+    """SLACK_SUGGESTED_PROMPTS as Slack takes them: "Title: message" (or just the message,
+    titled by its beginning), at most four."""
+    prompts = []
+    for entry in entries[:4]:
+        title, colon, message = entry.partition(":")
+        if not colon or not message.strip():
+            title, message = entry[:30].rstrip(), entry
+        prompts.append({"title": title.strip()[:75], "message": message.strip()})
+    return prompts
 
 
 def workspace_parts(settings: Settings, options: SlackOptions) -> WorkspaceParts:

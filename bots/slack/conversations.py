@@ -18,7 +18,7 @@ from bots.slack.workspaces import Workspaces
 from core.conversation.locks import KeyedLocks
 from core.conversation.service import ConversationService
 from core.errors import BotError, InputRejected, NotThreadOwner, SlowDown
-from core.models import ImageChoice, TurnKind, TurnRequest
+from core.models import ImageChoice, Redo, TurnKind, TurnRequest
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,7 @@ class Conversations:
                 return
             images = [file for file in files if str(file.get("mimetype", "")).startswith("image/")]
             place = self.place(origin)
-            route = Route(
-                channel=origin.channel,
-                thread_ts=origin.thread_ts,
-                user_id=origin.user_id,
-                user_team=origin.user_team,
-                team_id=origin.team_id,
-                enterprise_id=origin.enterprise_id,
-                assistant=place.assistant,
-                org_install=origin.org_install,
-            )
+            route = _route(origin, place)
             request = TurnRequest(
                 user=origin.plain_user(),
                 thread=origin.thread,
@@ -100,13 +91,17 @@ class Conversations:
             try:
                 if len(images) > self._max_files:
                     raise InputRejected(InputRejected.TOO_MANY_IMAGES, limit=self._max_files)
-                await self._service.submit(
+                turn = await self._service.submit(
                     origin.key,
                     request,
                     route=route.dump(),
                     has_attachments=bool(images),
                     choice=options,
                 )
+                # The first question names the assistant thread in the member's history.
+                first = turn is not None and owner is None and place.assistant
+                if first and (renderer := await self.renderer(origin.tenant)):
+                    await renderer.title(place, text)
             except NotThreadOwner as exc:
                 await self._hint(origin, exc.owner_display)
             except SlowDown as exc:  # only they need to know, not the whole thread
@@ -119,10 +114,41 @@ class Conversations:
                 )
                 await self._tell(origin, place, shared_texts.describe(exc, COMMANDS))
 
-    async def _hint(self, origin: Origin, owner: str | None) -> None:
-        """Tell a non-owner, privately and once per thread, how to start their own."""
+    async def again(
+        self,
+        origin: Origin,
+        redo: Redo,
+        turn_id: str,
+        *,
+        size: str | None = None,
+        instruction: str = "",
+    ) -> None:
+        """Record a click (or the edit form) on an earlier turn as a turn of its thread, or
+        tell the member privately why not (someone else's turn, too fast, too old)."""
+        async with self._threads.hold(origin.thread.key):
+            place = self.place(origin)
+            route = _route(origin, place)
+            try:
+                await self._service.again(
+                    origin.key,
+                    origin.plain_user(),
+                    turn_id,
+                    redo,
+                    route=route.dump(),
+                    thread=origin.thread,
+                    size=size,
+                    instruction=instruction,
+                )
+            except NotThreadOwner as exc:  # every click of theirs is told why nothing happens
+                await self._hint(origin, exc.owner_display, once=False)
+            except BotError as exc:  # too fast, too old, empty: only they need to know
+                if renderer := await self.renderer(origin.tenant):
+                    await renderer.private(place, shared_texts.describe(exc, COMMANDS))
+
+    async def _hint(self, origin: Origin, owner: str | None, *, once: bool = True) -> None:
+        """Tell a non-owner, privately (once per thread for messages), how to start their own."""
         seen = (origin.thread.key, origin.user_id)
-        if seen in self._hinted:
+        if once and seen in self._hinted:
             return
         _remember(self._hinted, seen, None)
         hint = shared_texts.describe(NotThreadOwner(owner), COMMANDS)
@@ -135,6 +161,20 @@ class Conversations:
                 await renderer.say(place, sentence)
         except WEB_API_ERRORS as exc:
             log.error("refusal not posted", extra={"channel": place.channel, "error": repr(exc)})
+
+
+def _route(origin: Origin, place: Place) -> Route:
+    """Where the turn of `origin` answers, kept with it in the ledger."""
+    return Route(
+        channel=origin.channel,
+        thread_ts=origin.thread_ts,
+        user_id=origin.user_id,
+        user_team=origin.user_team,
+        team_id=origin.team_id,
+        enterprise_id=origin.enterprise_id,
+        assistant=place.assistant,
+        org_install=origin.org_install,
+    )
 
 
 def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:

@@ -57,7 +57,7 @@ class Admitted:
     """A readable request: its body as an object and what kind of request it is."""
 
     body: dict[str, Any]
-    kind: str  # "event", "command", "url_verification", "ssl_check", or "unused"
+    kind: str  # "event", "command", "interactive", "url_verification", "ssl_check", "unused"
 
 
 class Intake:
@@ -170,6 +170,8 @@ class Intake:
             return shapes.event_callback(admitted.body, await self._app_id())
         if admitted.kind == "command":
             return shapes.slash_command(admitted.body, await self._app_id())
+        if admitted.kind == "interactive":
+            return shapes.interaction(admitted.body, await self._app_id())
         if admitted.kind == "url_verification":
             challenge = admitted.body.get("challenge")
             ok = isinstance(challenge, str) and 0 < len(challenge) <= 1000
@@ -214,9 +216,22 @@ def _from_form(text: str) -> Admitted:
         return Admitted(form, "command")
     if "ssl_check" in form:
         return Admitted(form, "ssl_check")
-    if "payload" in form:
-        return Admitted(form, "unused")  # interactivity is not enabled for this app
+    if "payload" in form:  # interactivity: a click, a form sent
+        try:
+            payload = json.loads(form["payload"])
+        except (ValueError, RecursionError):
+            raise Refused(400, "payload not json") from None
+        return _interactive(payload)
     raise Refused(400, "unknown form")
+
+
+def _interactive(payload: object) -> Admitted:
+    """A click or a form sent (the kinds the app uses), else acknowledged unused."""
+    if not isinstance(payload, dict):
+        raise Refused(400, "payload not an object")
+    if payload.get("type") in shapes.INTERACTIVE:
+        return Admitted(payload, "interactive")
+    return Admitted(payload, "unused")
 
 
 def _from_envelope(kind: str, payload: object) -> Admitted:
@@ -231,7 +246,9 @@ def _from_envelope(kind: str, payload: object) -> Admitted:
         if not all(isinstance(value, str) for value in payload.values()):
             raise Refused(400, "command field not a string")
         return Admitted(payload, "command")
-    return Admitted(payload, "unused")  # interactive: not enabled for this app
+    if kind == "interactive":
+        return _interactive(payload)
+    return Admitted(payload, "unused")
 
 
 def _response_payload(response: BoltResponse | None) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import texts as shared_texts
-from bots.slack import texts
+from bots.slack import buttons, texts
 from bots.slack.mrkdwn import escape, split_mrkdwn, to_mrkdwn
 from bots.slack.progress import WEB_API_ERRORS, Place, api_error, error_code
 from bots.slack.routes import Sent
@@ -65,7 +65,13 @@ class Renderer:
         self._client = client
 
     async def answer(
-        self, place: Place, reply: Reply, sent: Sent, save: Callable[[], Awaitable[None]]
+        self,
+        place: Place,
+        reply: Reply,
+        sent: Sent,
+        save: Callable[[], Awaitable[None]],
+        *,
+        turn_id: str | None = None,
     ) -> None:
         """The reply's text in pieces (the first replaces the placeholder; of a long one only
         the beginning, then the whole as answer.md), then its images, going on from what
@@ -84,6 +90,12 @@ class Renderer:
             messages[-1][1].append(context(credits))
         elif credits:
             messages.append((credits, [context(credits)]))
+        if turn_id is not None and reply.images:  # what next with the pictures below
+            if not messages:
+                messages.append((texts.PICTURE_NEXT, [section(escape(texts.PICTURE_NEXT))]))
+            messages[-1][1].append(buttons.picture_actions(turn_id))
+        if turn_id is not None and place.assistant and messages:
+            messages[-1][1].append(buttons.feedback_actions(turn_id))
         for index, (fallback, blocks) in enumerate(messages):
             if index < sent.pieces:
                 continue
@@ -104,15 +116,26 @@ class Renderer:
             await self._upload(place, image)
             sent.images += 1
             await save()
+
         log.info(
             "answer posted",
             extra={"channel": place.channel, "pieces": len(messages), "images": len(reply.images)},
         )
 
-    async def say(self, place: Place, sentence: str, *, replace: str | None = None) -> None:
+    async def say(
+        self,
+        place: Place,
+        sentence: str,
+        *,
+        replace: str | None = None,
+        actions: Block | None = None,
+    ) -> None:
         """Post a plain sentence (escaped: shown as written) in the thread, or put it in place
-        of the placeholder `replace`; raises when Slack cannot be reached."""
-        await self._post(place, escape(sentence), None, replace=replace)
+        of the placeholder `replace`, with `actions` (buttons) under it; raises when Slack
+        cannot be reached."""
+        text = escape(sentence)
+        blocks = [section(text), actions] if actions is not None else None
+        await self._post(place, text, blocks, replace=replace)
 
     async def _post(
         self, place: Place, text: str, blocks: list[Block] | None, *, replace: str | None
@@ -158,6 +181,35 @@ class Renderer:
         await self._client.chat_update(
             channel=place.channel, ts=ts, text=escape(text), parse="none"
         )
+
+    async def suggest(self, place: Place, prompts: list[dict[str, str]]) -> None:
+        """The assistant thread's suggested prompts (a failure only logs)."""
+        if not prompts:
+            return
+        try:
+            await self._client.assistant_threads_setSuggestedPrompts(
+                channel_id=place.channel, thread_ts=place.thread_ts, prompts=prompts
+            )
+        except WEB_API_ERRORS as exc:
+            log.info("suggested prompts not set", extra={"error": error_code(exc)})
+
+    async def title(self, place: Place, text: str) -> None:
+        """The assistant thread's title, from its first question (a failure only logs)."""
+        title = " ".join(text.split())
+        title = title if len(title) <= 60 else title[:59].rstrip() + "…"
+        try:
+            await self._client.assistant_threads_setTitle(
+                channel_id=place.channel, thread_ts=place.thread_ts, title=title or "Samsar"
+            )
+        except WEB_API_ERRORS as exc:
+            log.info("thread title not set", extra={"error": error_code(exc)})
+
+    async def clear_status(self, place: Place) -> None:
+        """Take the assistant thread's status line away (a failure only logs)."""
+        try:
+            await self.status(place, "")
+        except WEB_API_ERRORS as exc:
+            log.info("status not cleared", extra={"error": error_code(exc)})
 
     async def status(self, place: Place, text: str) -> None:
         """The assistant thread's status line."""

@@ -66,6 +66,86 @@ def event_callback(body: Body, app_id: str | None) -> str | None:
     return None
 
 
+INTERACTIVE = frozenset({"block_actions", "view_submission"})
+MAX_ACTIONS = 25
+MAX_VALUE = 3_000  # a button's value, a view's private metadata
+
+
+def interaction(body: Body, app_id: str | None) -> str | None:
+    """Why a `block_actions` or `view_submission` payload is off-shape (None: it is fine)."""
+    try:
+        _app(body, app_id)
+        _id(body, "trigger_id", TRIGGER, required=True)
+        team = body.get("team")
+        if not isinstance(team, Mapping):
+            raise OffShape("team")
+        _id(team, "id", TEAM, required=True)
+        user = body.get("user")
+        if not isinstance(user, Mapping):
+            raise OffShape("user")
+        _id(user, "id", USER, required=True)
+        _id(user, "team_id", TEAM)
+        enterprise = body.get("enterprise")
+        if enterprise is not None and not isinstance(enterprise, Mapping):
+            raise OffShape("enterprise")
+        if isinstance(enterprise, Mapping):
+            _id(enterprise, "id", ENTERPRISE)
+        install = body.get("is_enterprise_install")
+        if install is not None and not isinstance(install, bool):
+            raise OffShape("is_enterprise_install")
+        if body.get("type") == "block_actions":
+            _check_actions(body)
+        else:
+            _check_view(body.get("view"))
+    except OffShape as exc:
+        return exc.field
+    return None
+
+
+def _check_actions(body: Body) -> None:
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not 1 <= len(actions) <= MAX_ACTIONS:
+        raise OffShape("actions")
+    for action in actions:
+        if not isinstance(action, Mapping):
+            raise OffShape("actions")
+        _text(action, "action_id", required=True)
+        _text(action, "block_id")
+        _text(action, "type")
+        value = action.get("value")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_VALUE):
+            raise OffShape("actions.value")
+        selected = action.get("selected_option")
+        if selected is not None and not isinstance(selected, Mapping):
+            raise OffShape("actions.selected_option")
+        if isinstance(selected, Mapping):
+            _text(selected, "value")
+    for name in ("container", "channel", "message"):
+        if body.get(name) is not None and not isinstance(body[name], Mapping):
+            raise OffShape(name)
+    container = body.get("container") or {}
+    _id(container, "channel_id", CHANNEL)
+    _id(container, "message_ts", TS)
+    _id(container, "thread_ts", TS)
+    _id(body.get("channel") or {}, "id", CHANNEL)
+    message = body.get("message") or {}
+    _id(message, "ts", TS)
+    _id(message, "thread_ts", TS)
+
+
+def _check_view(view: object) -> None:
+    if not isinstance(view, Mapping):
+        raise OffShape("view")
+    _text(view, "id", required=True)
+    _text(view, "callback_id")
+    metadata = view.get("private_metadata")
+    if metadata is not None and (not isinstance(metadata, str) or len(metadata) > MAX_VALUE):
+        raise OffShape("view.private_metadata")
+    state = view.get("state")
+    if state is not None and not isinstance(state, Mapping):
+        raise OffShape("view.state")
+
+
 def slash_command(form: Body, app_id: str | None) -> str | None:
     """Why a slash command's form is off-shape (None: it is fine)."""
     try:

@@ -125,3 +125,8 @@ def home_credits(remaining: float | None) -> str:
 def home_persona(text: str | None) -> str:
     """The persona line of the App Home tab."""
     return f"*Your persona:* {text}" if text else "*Your persona:* none (`/samsar persona set`)"
+
+
+PICTURE_NEXT = "What next with this picture?"
+FORM_GONE = "That form is too old to use: click Edit… again."
+THANKS_FEEDBACK = "Thanks for the feedback."

@@ -18,7 +18,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots import health
-from bots.bootstrap import App, MissingSettingError
+from bots.bootstrap import App, MissingSettingError, SettingUnusable
 from bots.slack.app import SlackBot, SlackOptions
 from bots.slack.distribution import INSTALL_PATH
 from bots.slack.intake import Intake
@@ -72,7 +72,11 @@ async def serving_http(bot: SlackBot, *, host: str, port: int) -> AsyncIterator[
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken, or an address of no interface here: no retry helps
+            reason = f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+            raise SettingUnusable("SLACK_PORT / SLACK_HOST", reason) from None
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{bound_host}:{bound_port}"
         log.info("slack http listening", extra={"url": url, "path": EVENTS_PATH})
@@ -182,7 +186,7 @@ _FATAL_SLACK_ERRORS = frozenset(
 
 
 def is_fatal(error: BaseException) -> bool:
-    """Errors no restart can cure: refused tokens, a missing setting."""
-    if isinstance(error, MissingSettingError):
+    """Errors no restart can cure: refused tokens, a missing or unusable setting."""
+    if isinstance(error, MissingSettingError | SettingUnusable):
         return True
     return isinstance(error, SlackApiError) and api_error(error) in _FATAL_SLACK_ERRORS

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from slack_sdk.errors import SlackApiError
 
 from bots import texts as shared_texts
-from bots.slack import texts
+from bots.slack import buttons, texts
 from bots.slack.progress import Progress, api_error
 from bots.slack.render import Renderer
 from bots.slack.routes import Route, Sent, load_files
@@ -119,7 +119,9 @@ class SlackTurns:
 
         try:
             if isinstance(outcome, Reply):
-                await renderer.answer(place, outcome, sent, save)
+                await renderer.answer(place, outcome, sent, save, turn_id=turn.turn_id)
+                if place.assistant:  # done: no status line left saying it works
+                    await renderer.clear_status(place)
                 return
             sentence = shared_texts.describe(outcome, COMMANDS)
             if isinstance(outcome, NotThreadOwner):
@@ -127,7 +129,8 @@ class SlackTurns:
                     await renderer.delete(place, sent.placeholder)
                 await renderer.private(place, sentence)
                 return
-            await renderer.say(place, sentence, replace=sent.placeholder)
+            actions = buttons.failure_actions(turn.turn_id, outcome)
+            await renderer.say(place, sentence, replace=sent.placeholder, actions=actions)
         except SlackApiError as exc:
             code = api_error(exc)
             if code in _GONE_FOR_GOOD:

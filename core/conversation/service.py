@@ -165,6 +165,17 @@ class ConversationService:
             log.info("duplicate event dropped", extra={"event_key": event_key})
         return first
 
+    async def feedback(self, user: ChatUser, turn_id: str, value: str) -> bool:
+        """The member's 👍 ("up") or 👎 ("down") on their turn's answer, kept with the turn
+        and counted; False when the turn is gone or is not theirs."""
+        if value not in ("up", "down"):
+            raise InputRejected(InputRejected.BAD_VALUE, detail="feedback is up or down")
+        kept = await self._store.turns.save_feedback(turn_id, user.key, value)
+        if kept:
+            metrics.FEEDBACK.labels(value).inc()
+            log.info("answer feedback", extra={"turn_id": turn_id, "feedback": value})
+        return kept
+
     async def turn_of(self, event_key: str) -> Turn | None:
         """The ledger row of an event, if it was already taken."""
         return await self._store.turns.get(event_key)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,14 @@ from tests.e2e.slack.fake_records import APP_TOKEN, BOT_TOKEN
 from tests.e2e.slack.fake_slack import FakeSlack
 
 BIN = Path(sys.executable).parent / "samsar-bot"
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on 127.0.0.1 (for a bot process to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -14,16 +13,10 @@ import pytest
 
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
-from tests.e2e.processes import Setup, bot_process
+from tests.e2e.processes import Setup, bot_process, free_port
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_slack import running_fake_slack
 from tests.e2e.slack.payloads import ALICE, CHANNEL
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ an event again on the app's other connection. Every event is answered once and b
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from storage.engine import create_engine
-from tests.e2e.processes import BotProcess, Setup, bot_process
+from tests.e2e.processes import BotProcess, Setup, bot_process, free_port
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_records import SIGNING_SECRET, TEAM, Message
 from tests.e2e.slack.fake_slack import FakeSlack, json_body, post_signed, running_fake_slack
@@ -29,12 +28,6 @@ from tests.integration.conftest import needs_postgres
 from tests.ledger import OPEN, wait_for_turns
 
 LISTENING = {"http": "slack http listening", "socket": "slack socket mode connected"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -129,3 +129,54 @@ def test_the_log_level_and_format_are_checked(monkeypatch: pytest.MonkeyPatch) -
     assert settings_problems(caught.value) == (
         "Invalid setting LOG_FORMAT: Input should be 'text' or 'json'."
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        (
+            {
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "SLACK_CLIENT_ID": "1.2",
+                "SLACK_CLIENT_SECRET": "s",
+                "SLACK_SIGNING_SECRET": "x",
+            },
+            "not both",
+        ),
+        ({"SLACK_CLIENT_ID": "1.2", "SLACK_SIGNING_SECRET": "x"}, "go together"),
+        ({"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s"}, "needs SLACK_SIGNING_SECRET"),
+        (
+            {
+                "SLACK_CLIENT_ID": "1.2",
+                "SLACK_CLIENT_SECRET": "s",
+                "SLACK_SIGNING_SECRET": "x",
+                "SLACK_APP_TOKEN": "xapp-1",
+            },
+            "no SLACK_APP_TOKEN",
+        ),
+        ({"TOKEN_ENCRYPTION_KEY": "not-a-key"}, "Invalid setting TOKEN_ENCRYPTION_KEY: not Fernet"),
+    ],
+)
+def test_slack_distribution_settings_that_cannot_work_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [line] = settings_problems(caught.value).splitlines()
+    assert said in line and "not-a-key" not in line and "xoxb-1" not in line
+
+
+def test_slack_distribution_settings_that_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SLACK_CLIENT_ID": "1.2",
+        "SLACK_CLIENT_SECRET": "s",
+        "SLACK_SIGNING_SECRET": "x",
+        "SLACK_SCOPES": "chat:write, commands",
+        "SLACK_SUGGESTED_PROMPTS": "Draw: a fox | just ask",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.slack_distributed and settings.slack_scopes == ("chat:write", "commands")
+    assert settings.slack_suggested_prompts == ("Draw: a fox", "just ask")

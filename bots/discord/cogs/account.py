@@ -20,13 +20,22 @@ log = logging.getLogger(__name__)
 class AccountCog(commands.Cog):
     """The member's credits, checkout and Studio links, and persona."""
 
+    # A member's own install reaches every server and DM (the bot's own answers are the
+    # interaction's); see "Install it for yourself" in the README.
     persona = app_commands.Group(
-        name="persona", description="Your own instructions for the assistant."
+        name="persona",
+        description="Your own instructions for the assistant.",
+        allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+        allowed_contexts=app_commands.AppCommandContext(
+            guild=True, dm_channel=True, private_channel=True
+        ),
     )
 
     def __init__(self, service: ConversationService) -> None:
         self._service = service
 
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(name="credits", description="Your Samsar credit balance.")
     async def credits(self, interaction: Interaction) -> None:
         """Show the balance."""
@@ -35,6 +44,8 @@ class AccountCog(commands.Cog):
         balance = await self._service.credits(translate.interaction_user(interaction))
         await answer_privately(interaction, shared.balance_text(balance.remaining))
 
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(name="buy", description="A checkout link to buy Samsar credits.")
     @app_commands.describe(credits="How many credits to buy")
     async def buy(
@@ -50,6 +61,8 @@ class AccountCog(commands.Cog):
         )
         await answer_privately(interaction, texts.buy_link(link.credits, link.url))
 
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(name="studio", description="A short-lived Samsar Studio login link.")
     async def studio(self, interaction: Interaction) -> None:
         """Send a Studio login link."""

@@ -31,6 +31,9 @@ class AdminCog(commands.Cog):
         description="Instructions for the assistant in this server or channel (admins).",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
+        # Server-only, and never part of a member's own install.
+        allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
     )
 
     def __init__(self, service: ConversationService) -> None:

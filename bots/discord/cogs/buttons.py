@@ -50,6 +50,9 @@ class ButtonsCog(commands.Cog):
                 await self._form(interaction, clicked, data)
         except BotError as exc:
             await _private(interaction, user_text(exc))
+        except Exception as exc:  # the top of a click: logged, and never left unanswered
+            log.exception("click failed", extra={"custom_id": clicked.action})
+            await _private(interaction, user_text(exc))
 
     async def _click(
         self, interaction: Interaction, clicked: buttons.Clicked, data: Mapping[str, object]
@@ -98,13 +101,23 @@ class ButtonsCog(commands.Cog):
         """Acknowledge the click, then record the turn in its conversation's line."""
         where, channel_id = _conversation(interaction, earlier)
         place = self._turns.hold(where.key)
-        await interaction.response.defer()  # a click: acknowledged without a message
+        present = translate.bot_is_present(interaction)
+        token = None
+        if present:
+            await interaction.response.defer()  # a click: acknowledged without a message
+        else:  # a member's own install: only the interaction's own messages can be posted
+            await interaction.response.defer(thinking=True)
+            token, channel_id = (
+                translate.interaction_token(interaction),
+                interaction.channel_id or 0,
+            )
         async with place:
             route = Route(
                 channel_id=channel_id,
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
                 upload_limit=interaction.filesize_limit,
+                interaction=token,
                 with_text=clicked.redo is Redo.RETRY and earlier.kind == TurnKind.ASK,
             )
             turn = await self._service.again(

@@ -29,6 +29,8 @@ class ChatCog(commands.Cog):
         self._settings = settings
         self._turns = turns
 
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(name="chat", description="Ask the assistant; the answer opens a thread.")
     @app_commands.describe(prompt="What to ask", image="An image for the assistant to look at")
     async def chat(
@@ -37,7 +39,9 @@ class ChatCog(commands.Cog):
         """Answer, then open a public thread from the answer that carries the conversation."""
         channel = interaction.channel
         here = translate.conversation_of(channel, interaction.guild_id)
-        fresh = here is None and translate.can_open_thread(channel)
+        # A thread needs the bot in the server (not so under a member's own install).
+        present = translate.bot_is_present(interaction)
+        fresh = here is None and present and translate.can_open_thread(channel)
         where = here or translate.pending(
             interaction.guild_id, interaction.channel_id, f"chat-{interaction.id}"
         )

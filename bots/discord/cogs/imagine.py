@@ -36,6 +36,8 @@ class ImagineCog(commands.Cog):
         self._settings = settings
         self._turns = turns
 
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(name="imagine", description="Generate an image from a prompt.")
     @app_commands.describe(
         prompt="What to draw",
@@ -56,7 +58,9 @@ class ImagineCog(commands.Cog):
         choice = ImageChoice(size=size, quality=quality, format=format)
         channel = interaction.channel
         here = translate.conversation_of(channel, interaction.guild_id)
-        fresh = here is None and translate.can_open_thread(channel)
+        # A thread needs the bot in the server (not so under a member's own install).
+        present = translate.bot_is_present(interaction)
+        fresh = here is None and present and translate.can_open_thread(channel)
         where = here or translate.pending(
             interaction.guild_id, interaction.channel_id, f"imagine-{interaction.id}"
         )

@@ -54,13 +54,12 @@ class InteractionsCog(commands.Cog):
         """Old components and forms are answered here; the rest within the deadline."""
         data: Mapping[str, object] = interaction.data or {}
         custom_id = data.get("custom_id")
-        if buttons.parse(custom_id) is not None:
-            return  # ours: the buttons cog answers it
-        if interaction.type is discord.InteractionType.component:
+        ours = buttons.parse(custom_id) is not None  # the buttons cog answers it
+        if interaction.type is discord.InteractionType.component and not ours:
             if custom_id not in KNOWN_CUSTOM_IDS:
                 await answer_at_once(interaction, texts.UNKNOWN_COMPONENT, why="unknown component")
             return
-        if interaction.type is discord.InteractionType.modal_submit:
+        if interaction.type is discord.InteractionType.modal_submit and not ours:
             if custom_id not in KNOWN_CUSTOM_IDS:
                 await answer_at_once(interaction, texts.UNKNOWN_FORM, why="unknown form")
             return

@@ -46,6 +46,9 @@ class ChannelRoutes:
         channel_id = int(request.match_info["channel_id"])
         if channel_id not in self.channels:
             raise Refusal(404, 10003, "Unknown Channel")
+        guild_id = self.channels[channel_id].get("guild_id")
+        if guild_id is not None and int(guild_id) not in self.joined:
+            raise Refusal(403, 50001, "Missing Access")  # a server the bot is not in
         return channel_id
 
     def store_message(self: FakeDiscord, channel_id: int, body: Body, **extra: Any) -> Stored:

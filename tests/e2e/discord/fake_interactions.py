@@ -84,6 +84,7 @@ class InteractionRoutes:
         resolved: dict[str, Any] | None = None,
         kind: int = COMMAND,
         data: dict[str, Any] | None = None,
+        user_install: bool = False,
     ) -> dict[str, Any]:
         """An INTERACTION_CREATE payload (in a guild channel or a DM): an application command
         (or its autocomplete, `kind`), or with `data` given, a component click or form."""
@@ -115,7 +116,10 @@ class InteractionRoutes:
             "locale": "en-US",
             "entitlements": [],
             "attachment_size_limit": upload_limit,
-            "authorizing_integration_owners": {"0": guild_id},
+            # A member's own install (`user_install`): the bot is not in the server.
+            "authorizing_integration_owners": (
+                {"1": str(who["id"])} if user_install else {"0": guild_id}
+            ),
         }
         if in_guild and kind in (COMMAND, AUTOCOMPLETE):
             data["guild_id"] = guild_id

@@ -172,6 +172,10 @@ def check_commands(commands: object) -> list[dict[str, Any]]:
         if name in names:
             raise form_error(f"{index}.name", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate")
         names.add(name)
+        for key, allowed in (("integration_types", {0, 1}), ("contexts", {0, 1, 2})):
+            value = command.get(key)
+            if value is not None and (not isinstance(value, list) or not set(value) <= allowed):
+                raise form_error(f"{index}.{key}", "BASE_TYPE_CHOICES", "Value is not allowed")
         _check_options(command.get("options", []), f"{index}")
         description = command.get("description", "")
         if command.get("type", 1) == 1 and not 1 <= len(description) <= 100:

@@ -120,9 +120,19 @@ def command(rng: random.Random, harness: Harness) -> tuple[Payload, str]:
         ), "autocomplete"
     if roll == 6:
         kind = rng.choice([COMPONENT, MODAL_SUBMIT])
-        data: Payload = {"custom_id": rng.choice(["regen:1", "x" * 100]), "component_type": 2}
+        # Old ids, and ours naming a turn the ledger does not hold (a button of a pruned turn).
+        turn = f"{rng.randrange(16**32):032x}"
+        ours = [f"samsar:{action}:{turn}" for action in ("regen", "hd", "edit", "retry")]
+        data: Payload = {
+            "custom_id": rng.choice(["regen:1", "x" * 100, *ours]),
+            "component_type": 2,
+        }
+        if kind == COMPONENT and rng.random() < 0.3:
+            data = {"custom_id": f"samsar:size:{turn}", "component_type": 3, "values": ["auto"]}
         if kind == MODAL_SUBMIT:
-            data = {"custom_id": "form:1", "components": []}
+            form = rng.choice(["form:1", f"samsar:editform:{turn}"])
+            row = {"type": 4, "custom_id": "instruction", "value": text[:100]}
+            data = {"custom_id": form, "components": [{"type": 1, "components": [row]}]}
         payload = fake.new_interaction("", [], who=who, kind=kind, data=data)
         if kind == COMPONENT:
             payload["message"] = p.message(p.snowflake(), fake.channel_id, fake.bot, "old")

@@ -4,6 +4,7 @@ and a SQLite store, over HTTP or Socket Mode."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -82,6 +83,20 @@ class Slack:
             assert status == 200
             return
         envelope = await self.fake.socket.send("slash_commands", form)
+        await self.fake.wait_until(lambda: envelope in self.fake.socket.acks)
+
+    async def interact(self, payload: dict[str, Any]) -> None:
+        """Deliver a click or a form (as a signed form with `payload`, or an `interactive`
+        envelope) and wait for the ack."""
+        if self.transport == "http":
+            status, _ = await post_signed(
+                f"{self.http_url}/slack/events",
+                urlencode({"payload": json.dumps(payload)}),
+                content_type="application/x-www-form-urlencoded",
+            )
+            assert status == 200
+            return
+        envelope = await self.fake.socket.send("interactive", payload)
         await self.fake.wait_until(lambda: envelope in self.fake.socket.acks)
 
     async def settle(self) -> None:

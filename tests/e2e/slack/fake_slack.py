@@ -70,6 +70,11 @@ class FakeSlack:
         self.token_lifetime = 43200  # seconds a rotating token lives (Slack: 12 hours)
         self.codes: dict[str, FakeWorkspace] = {}
         self.issued: list[str] = []  # bot tokens in the order they were issued
+        # Interactivity: triggers of clicks (for views.open), forms opened, assistant threads.
+        self.triggers: dict[str, float] = {}
+        self.opened_views: list[dict[str, Any]] = []
+        self.suggested: dict[tuple[str, str], list[dict[str, str]]] = {}
+        self.titles: dict[tuple[str, str], str] = {}
         self.refresh_tokens: dict[str, FakeWorkspace] = {}
         self.authorize_requests: list[dict[str, str]] = []
         self._stopping = asyncio.Event()
@@ -175,6 +180,81 @@ class FakeSlack:
     def next_id(self, prefix: str) -> str:
         """A fresh object id."""
         return f"{prefix}{next(self._ids):06d}"
+
+    def click(
+        self, message: Message, action_id: str, *, user: str, option: str | None = None
+    ) -> dict[str, Any]:
+        """A `block_actions` payload: `user` clicks `action_id` in a message the bot posted (a
+        select: picks the option whose value ends with `option`). Slack sends only what the
+        message holds."""
+        element = next(
+            e
+            for block in message.blocks
+            if block.get("type") == "actions"
+            for e in block["elements"]
+            if e["action_id"] == action_id
+        )
+        action: dict[str, Any] = {
+            "action_id": action_id,
+            "block_id": next(
+                b.get("block_id")
+                for b in message.blocks
+                if b.get("type") == "actions" and element in b["elements"]
+            ),
+            "type": element["type"],
+            "action_ts": self.next_ts(),
+        }
+        if element["type"] == "static_select":
+            [chosen] = [o for o in element["options"] if o["value"].endswith(f"|{option}")]
+            action["selected_option"] = chosen
+        else:
+            action["value"] = element.get("value")
+        container = {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": False,
+        }
+        if message.thread_ts:
+            container["thread_ts"] = message.thread_ts
+        shown = {"ts": message.ts, "text": message.text, "blocks": message.blocks}
+        if message.thread_ts:
+            shown["thread_ts"] = message.thread_ts
+        return {
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM, "name": user.lower()},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self._trigger(),
+            "container": container,
+            "channel": {"id": message.channel, "name": "general"},
+            "message": shown,
+            "response_url": self.response_url(),
+            "actions": [action],
+        }
+
+    def submit_view(self, view: dict[str, Any], text: str, *, user: str) -> dict[str, Any]:
+        """A `view_submission` payload: `user` fills the form's one text input with `text`."""
+        [block] = [b for b in view["blocks"] if b.get("type") == "input"]
+        element = block["element"]
+        values = {
+            block["block_id"]: {element["action_id"]: {"type": "plain_text_input", "value": text}}
+        }
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM, "name": user.lower()},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self._trigger(),
+            "view": {**view, "state": {"values": values}, "hash": "h", "team_id": TEAM},
+        }
+
+    def _trigger(self) -> str:
+        trigger = f"{next(self._ids)}.{int(time.time())}.fake{next(self._ids)}"
+        self.triggers[trigger] = time.monotonic()
+        return trigger
 
     def token_of(self, team_id: str) -> str:
         """The live bot token Slack issued last for `team_id` (or Grid org id)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +29,69 @@ def _need(params: dict[str, Any], *names: str, code: str = "invalid_arguments") 
         raise SlackError(code)
 
 
-def _blocks(params: dict[str, Any]) -> list[dict[str, Any]]:
+def _blocks(params: dict[str, Any], *, modal: bool = False) -> list[dict[str, Any]]:
     raw = params.get("blocks") or []
     blocks = json.loads(raw) if isinstance(raw, str) else raw
+    kinds = {"section", "context", "header", "divider", "actions"} | ({"input"} if modal else set())
+    action_ids: set[str] = set()
     for block in blocks:
         if block.get("type") == "section" and len(block["text"]["text"]) > SECTION_LIMIT:
             raise SlackError("invalid_blocks")
-        if block.get("type") not in ("section", "context", "header", "divider"):
+        if block.get("type") not in kinds:
             raise SlackError("invalid_blocks")
-    if len(blocks) > 50:
+        if len(str(block.get("block_id") or "")) > 255:
+            raise SlackError("invalid_blocks")
+        if block.get("type") == "actions":
+            _check_elements(block.get("elements"), action_ids)
+        if block.get("type") == "input":
+            element = block.get("element") or {}
+            if element.get("type") != "plain_text_input" or not element.get("action_id"):
+                raise SlackError("invalid_blocks")
+            if len(block.get("label", {}).get("text", "")) > 2000:
+                raise SlackError("invalid_blocks")
+    if len(blocks) > (100 if modal else 50):
         raise SlackError("invalid_blocks")
     return list(blocks)
+
+
+def _plain(text: object, limit: int) -> None:
+    if not isinstance(text, dict) or text.get("type") != "plain_text":
+        raise SlackError("invalid_blocks")
+    if not 1 <= len(str(text.get("text") or "")) <= limit:
+        raise SlackError("invalid_blocks")
+
+
+def _check_elements(elements: object, action_ids: set[str]) -> None:
+    """An actions block as Slack takes it: 1-25 buttons and selects, unique action ids."""
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+        raise SlackError("invalid_blocks")
+    for element in elements:
+        action_id = str(element.get("action_id") or "")
+        if not 1 <= len(action_id) <= 255 or action_id in action_ids:
+            raise SlackError("invalid_blocks")
+        action_ids.add(action_id)
+        if element.get("type") == "button":
+            _plain(element.get("text"), 75)
+            if len(str(element.get("value") or "")) > 2000:
+                raise SlackError("invalid_blocks")
+            url = element.get("url")
+            if url is not None and (
+                not str(url).startswith(("https://", "http://")) or len(str(url)) > 3000
+            ):
+                raise SlackError("invalid_blocks")
+            if element.get("style") not in (None, "primary", "danger"):
+                raise SlackError("invalid_blocks")
+        elif element.get("type") == "static_select":
+            _plain(element.get("placeholder"), 150)
+            options = element.get("options")
+            if not isinstance(options, list) or not 1 <= len(options) <= 100:
+                raise SlackError("invalid_blocks")
+            for option in options:
+                _plain(option.get("text"), 75)
+                if not 1 <= len(str(option.get("value") or "")) <= 150:
+                    raise SlackError("invalid_blocks")
+        else:
+            raise SlackError("invalid_blocks")
 
 
 def _content(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -189,6 +242,49 @@ def set_status(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def set_suggested_prompts(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    """assistant.threads.setSuggestedPrompts: 1-4 prompts, each a title and a message."""
+    _need(params, "channel_id", "thread_ts", "prompts")
+    raw = params["prompts"]
+    prompts = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+        raise SlackError("invalid_arguments")
+    for prompt in prompts:
+        if not prompt.get("title") or not prompt.get("message"):
+            raise SlackError("invalid_arguments")
+    fake.suggested[(params["channel_id"], params["thread_ts"])] = prompts
+    return {}
+
+
+def set_title(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    """assistant.threads.setTitle."""
+    _need(params, "channel_id", "thread_ts", "title")
+    fake.titles[(params["channel_id"], params["thread_ts"])] = str(params["title"])
+    return {}
+
+
+def views_open(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    """views.open: a modal, with the trigger of an interaction at most 3 s old, used once."""
+    _need(params, "trigger_id", "view")
+    issued = fake.triggers.pop(str(params["trigger_id"]), None)
+    if issued is None:
+        raise SlackError("invalid_trigger_id")
+    if time.monotonic() - issued > 3.0:
+        raise SlackError("expired_trigger_id")
+    view = json.loads(params["view"]) if isinstance(params["view"], str) else params["view"]
+    title = view.get("title") or {}
+    if view.get("type") != "modal" or not 1 <= len(str(title.get("text") or "")) <= 24:
+        raise SlackError("invalid_arguments")
+    if len(str(view.get("private_metadata") or "")) > 3000:
+        raise SlackError("invalid_arguments")
+    if len(str((view.get("submit") or {}).get("text") or "")) > 24:
+        raise SlackError("invalid_arguments")
+    _blocks({"blocks": view.get("blocks", [])}, modal=True)
+    opened = {"id": fake.next_id("V"), **view}
+    fake.opened_views.append(opened)
+    return {"view": opened}
+
+
 def bots_info(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     """bots.info: a bot user's app (the one way a bot token learns its app id)."""
     _need(params, "bot")
@@ -225,5 +321,8 @@ METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "files.info": files_info,
     "views.publish": views_publish,
     "assistant.threads.setStatus": set_status,
+    "assistant.threads.setSuggestedPrompts": set_suggested_prompts,
+    "assistant.threads.setTitle": set_title,
+    "views.open": views_open,
     "apps.connections.open": connections_open,
 }

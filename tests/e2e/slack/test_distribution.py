@@ -12,7 +12,6 @@ import asyncio
 import html
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
@@ -27,7 +26,14 @@ from bots.slack.distribution import DEFAULT_SCOPES
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from storage.slack_sealing import new_key
-from tests.e2e.processes import BIN, BotProcess, Setup, bot_process, completion_in_flight
+from tests.e2e.processes import (
+    BIN,
+    BotProcess,
+    Setup,
+    bot_process,
+    completion_in_flight,
+    free_port,
+)
 from tests.e2e.slack import payloads as sp
 from tests.e2e.slack.fake_records import (
     APP_ID,
@@ -47,13 +53,6 @@ GLOBEX = FakeWorkspace("T0GLOBEX", "Globex")
 ORG = FakeWorkspace(None, "Fake Org", enterprise_id="E0ORG", org_install=True)
 ORG_TEAM = "T0ORGA"  # a workspace of the org, served by the org-wide installation
 CHANNELS = {ACME.team_id: "C0ACME", GLOBEX.team_id: "C0GLOBEX", ORG.enterprise_id: "C0ORGA"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Deployment:

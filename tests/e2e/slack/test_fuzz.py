@@ -99,6 +99,20 @@ COMMAND: dict[str, Check] = {
     "response_url": _shape(r"https?://[!-~]+", required=True),
     "command": _shape(r"/[0-9a-z_-]{1,32}", required=True),
 }
+INTERACTIVE: dict[str, Check] = {
+    "team.id": _shape(TEAM_ID, required=True),
+    "user.id": _shape(USER_ID, required=True),
+    "api_app_id": _shape(r"A0FAKE", required=True),
+    "trigger_id": _shape(r"[0-9A-Za-z._-]{1,128}", required=True),
+    "container.channel_id": _shape(CHANNEL_ID, required=False),
+    "message.ts": _shape(TS, required=False),
+    "actions": lambda v: (
+        isinstance(v, list) and 1 <= len(v) <= 25 and all(isinstance(a, dict) for a in v)
+    ),
+    "actions.0.action_id": lambda v: isinstance(v, str) and 0 < len(v) <= 1_000,
+    "actions.0.value": lambda v: v is None or (isinstance(v, str) and len(v) <= 3_000),
+}
+CLICKS = ["samsar_regen", "samsar_hd", "samsar_edit", "samsar_retry", "samsar_feedback_up"]
 
 ODD: list[Any] = [
     None,
@@ -167,8 +181,24 @@ def _put(root: Any, path: str, value: Any) -> bool:
 
 def base(rng: random.Random, slack: Slack) -> tuple[str, Payload, dict[str, Check], list[str]]:
     """A payload as Slack sends it, and the contract of the fields the bot relies on."""
-    roll = rng.randrange(8)
+    roll = rng.randrange(9)
     text = rng.choice(TEXTS)
+    if roll == 8:  # a click on a button of an answer (of a turn the ledger does not hold)
+        at = payloads.ts()
+        action = {"action_id": rng.choice(CLICKS), "block_id": "b", "type": "button"}
+        action["value"] = f"{rng.randrange(16**32):032x}"
+        click = {
+            "type": "block_actions",
+            "team": {"id": TEAM},
+            "user": {"id": ALICE, "team_id": TEAM},
+            "api_app_id": "A0FAKE",
+            "trigger_id": f"{rng.randrange(10**10)}.{rng.randrange(10**9)}.fz",
+            "container": {"type": "message", "channel_id": DM, "message_ts": at},
+            "channel": {"id": DM},
+            "message": {"ts": at, "text": "an answer"},
+            "actions": [action],
+        }
+        return "interactive", click, INTERACTIVE, []
     if roll == 0:
         return "event", payloads.mention(text), ENVELOPE | MESSAGE, []
     if roll in (1, 2):
@@ -256,6 +286,8 @@ def make_case(rng: random.Random, slack: Slack, transport: str) -> Case:
 
 
 def _encode(kind: str, body: Any) -> tuple[bytes, str]:
+    if kind == "interactive":  # a form whose `payload` is the JSON
+        return urlencode({"payload": json.dumps(body)}).encode(), FORM
     if kind == "command" and isinstance(body, dict):
         form = {k: v for k, v in body.items() if v is not None}
         return urlencode(form).encode(), FORM
@@ -278,8 +310,8 @@ async def send(slack: Slack, case: Case, session: aiohttp.ClientSession) -> str 
         url = f"{slack.http_url}/slack/events"
         async with session.post(url, data=data, headers=headers) as response:
             return f"HTTP {response.status}" if response.status >= 500 else None
-    kind = "slash_commands" if case.kind == "command" else "events_api"
-    envelope = await slack.fake.socket.send(kind, case.body)
+    kinds = {"command": "slash_commands", "interactive": "interactive"}
+    envelope = await slack.fake.socket.send(kinds.get(case.kind, "events_api"), case.body)
     try:
         await slack.fake.wait_until(lambda: envelope in slack.fake.socket.acks, within=5)
     except TimeoutError:

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bots.bootstrap import MissingSettingError, wire
+from bots.bootstrap import MissingSettingError, SettingUnusable, wire
 from bots.slack.app import SlackOptions, slack_client
-from bots.slack.transport import run_slack
+from bots.slack.transport import is_fatal, run_slack
 from tests.e2e.slack import payloads
 from tests.e2e.slack.conftest import settings
 from tests.e2e.slack.fake_records import APP_TOKEN, BOT_TOKEN
@@ -71,3 +71,18 @@ async def test_run_slack_listens_on_slack_host(tmp_path: Path) -> None:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+
+
+async def test_a_port_already_taken_is_an_unusable_setting_not_a_restart_loop(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = settings(slack_host="127.0.0.1", slack_port=port, data_dir=tmp_path)
+        async with running_fake_slack() as fake, wire(config, sandbox=True) as app:
+            client = slack_client(BOT_TOKEN, base_url=fake.api_url)
+            with pytest.raises(SettingUnusable, match=f"SLACK_PORT.*127.0.0.1:{port}") as refused:
+                await run_slack(app, client=client)
+    assert is_fatal(refused.value)  # the supervisor leaves Slack off and says why, once
