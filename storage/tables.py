@@ -122,6 +122,14 @@ class TurnRow(SQLModel, table=True):
             postgresql_where=text(OPEN_TURNS),
             sqlite_where=text(OPEN_TURNS),
         ),
+        # An earlier open turn of a candidate's thread, looked up for that thread alone.
+        Index(
+            "ix_turns_open_thread_key_seq",
+            "thread_key",
+            "seq",
+            postgresql_where=text(OPEN_TURNS),
+            sqlite_where=text(OPEN_TURNS),
+        ),
     )
 
     turn_id: str = Field(primary_key=True)

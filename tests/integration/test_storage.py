@@ -64,7 +64,7 @@ async def test_migrations_apply_twice_and_create_every_table(database: Database)
     finally:
         await engine.dispose()
     assert {*ALL_TABLES, "alembic_version"} <= names
-    assert version == [("0006",)]
+    assert version == [("0007",)]
     assert {
         "ux_turns_thread_key_seq",
         "ix_turns_user_key_created_at",
