@@ -313,6 +313,63 @@ def prompts_in_force(
     return found.get(""), found.get(channel_id) if channel_id else None, persona
 
 
+_workspace_prompt = _prompts.alias("workspace_prompt")
+_channel_prompt = _prompts.alias("channel_prompt")
+_PROMPT_FIELDS = ("text", "updated_by", "updated_at")
+# A thread's session with the prompts in force and the member's persona, in one statement.
+_SESSION_IN_FORCE = (
+    select(
+        _sessions,
+        _PERSONA.scalar_subquery().label("member_persona"),
+        *(_workspace_prompt.c[name].label(f"workspace_{name}") for name in _PROMPT_FIELDS),
+        *(_channel_prompt.c[name].label(f"channel_{name}") for name in _PROMPT_FIELDS),
+    )
+    .select_from(
+        _sessions.outerjoin(
+            _workspace_prompt,
+            and_(
+                _workspace_prompt.c.platform == _sessions.c.platform,
+                _workspace_prompt.c.workspace_id == _sessions.c.workspace_id,
+                _workspace_prompt.c.channel_id == literal(""),
+            ),
+        ).outerjoin(
+            _channel_prompt,
+            and_(
+                _channel_prompt.c.platform == _sessions.c.platform,
+                _channel_prompt.c.workspace_id == _sessions.c.workspace_id,
+                _channel_prompt.c.channel_id == _sessions.c.channel_id,
+                _sessions.c.channel_id != literal(""),
+            ),
+        )
+    )
+    .where(_THREAD_MATCH)
+)
+
+
+def session_in_force(
+    conn: Connection, thread: ThreadRef, member_key: str
+) -> tuple[ThreadSession, tuple[AdminPrompt | None, AdminPrompt | None, str | None]] | None:
+    """A step of a unit of work: the thread's session and, as `prompts_in_force` tells them,
+    the prompts in force and the member's persona, in one statement; None without a session."""
+    params = {**thread_params(thread), "user_key": member_key}
+    row = conn.execute(_SESSION_IN_FORCE, params).mappings().first()
+    if row is None:
+        return None
+    scopes = (("workspace", ""), ("channel", thread.channel_id))
+    workspace, channel = (
+        None
+        if row[f"{scope}_text"] is None
+        else AdminPrompt(
+            thread.platform,
+            thread.workspace_id,
+            channel_id,
+            **{name: row[f"{scope}_{name}"] for name in _PROMPT_FIELDS},
+        )
+        for scope, channel_id in scopes
+    )
+    return thread_session(row), (workspace, channel, row["member_persona"])
+
+
 class SqlAuditLog(_Repository):
     """Append-only log of admin actions."""
 

@@ -61,8 +61,7 @@ from storage.repositories import (
     ADVANCE,
     SESSION_OWNER,
     advance_params,
-    prompts_in_force,
-    session_of,
+    session_in_force,
     take_token,
     thread_params,
 )
@@ -588,13 +587,10 @@ def _fixed(conn: Connection, turn: Turn, owner: str, fix: FixCall) -> Turn:
     request = turn.request
     if turn.status is not TurnStatus.RUNNING or turn.call is not None or request is None:
         return turn
-    session = session_of(conn, request.thread)
-    if session is None:
+    found = session_in_force(conn, request.thread, turn.user_key)
+    if found is None:
         return turn
-    thread = request.thread
-    in_force = prompts_in_force(
-        conn, thread.platform, thread.workspace_id, thread.channel_id, turn.user_key
-    )
+    session, in_force = found
     call = fix(turn, session, in_force)
     if call is None:
         return turn

@@ -192,6 +192,8 @@ async def test_a_claim_fixes_the_body_of_a_turn_whose_thread_has_a_session(
     await store.sessions.save(ThreadSession(thread(1), "sess-1", ALICE.key, "Alice", None, "fp0"))
     await store.sessions.save(ThreadSession(thread(2), "sess-2", bob.key, "Bob"))
     await store.prompts.set(AdminPrompt("slack", "T1", "C1", "be brief", "admin"))
+    await store.prompts.set(AdminPrompt("slack", "T1", "", "be kind", "owner"))
+    await store.prompts.set(AdminPrompt("slack", "T1", "C9", "elsewhere", "admin"))
     await store.users.save(StoredUser(ALICE.key, "slack", "slack", "U1", persona="a pirate"))
     seen: list[tuple[str, str, PromptsInForce]] = []
 
@@ -215,8 +217,11 @@ async def test_a_claim_fixes_the_body_of_a_turn_whose_thread_has_a_session(
     assert set(asked) == {"warm", "bobs"}  # "cold" has no session yet, "retry" a body
     assert asked["warm"][0] == "sess-1" and asked["bobs"][0] == "sess-2"
     workspace, channel, persona = asked["warm"][1]
-    assert workspace is None and channel is not None and channel.text == "be brief"
+    assert workspace is not None and (workspace.text, workspace.updated_by) == ("be kind", "owner")
+    assert workspace.channel_id == "" and workspace.updated_at is not None
+    assert channel is not None and (channel.channel_id, channel.text) == ("C1", "be brief")
     assert persona == "a pirate"  # the turn's member's
+    assert asked["warm"][1] == await store.prompts.in_force("slack", "T1", "C1", ALICE.key)
     stored = await store.turns.load(claimed["warm"].turn_id)
     assert stored is not None and stored.call == claimed["warm"].call  # kept: a resume sends it
     # A turn claimed to be delivered runs no more: no body is made for it.
