@@ -14,6 +14,7 @@ connection the thread keeps open.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -43,9 +44,12 @@ class Database:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sync: Engine | None = None
         self._line: _SqliteLine | None = None
+        self._lanes: _PostgresLanes | None = None
         if self.dialect == "sqlite":
             self._sync = _sqlite_sync_engine(engine)
             self._line = _SqliteLine(self._sync)
+        else:
+            self._lanes = _PostgresLanes(self._autocommit, _pool_size(engine))
 
     @property
     def engines(self) -> tuple[Engine, ...]:
@@ -70,7 +74,8 @@ class Database:
         of BEGIN and COMMIT; on SQLite as `run`."""
         if self._line is not None:
             return await self._line.submit(work, args, kwargs)
-        return await self._on_pool(self._autocommit, work, *args, **kwargs)
+        assert self._lanes is not None
+        return await self._lanes.submit(work, args, kwargs)
 
     @staticmethod
     async def _on_pool(
@@ -102,6 +107,89 @@ class Database:
         """Finish queued units, then close the SQLite thread's connections."""
         if self._line is not None:
             await self._line.close()
+
+
+class _PostgresLanes:
+    """PostgreSQL units in autocommit, a few connections ("lanes") at a time: a lane takes the
+    units queued when it starts (up to `_BATCH`) and runs them one after the other in one
+    trip into SQLAlchemy's greenlet on one pooled connection, each statement committing by
+    itself as it would alone; so units that come together cost one checkout, not one each.
+    A connection the server closed while pooled fails its unit, which runs again (with those
+    after it) on a fresh one, once, as `Database._on_pool` does."""
+
+    def __init__(self, engine: AsyncEngine, lanes: int) -> None:
+        self._engine = engine
+        self._lanes = lanes
+        self._busy = 0
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(
+        self, work: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        """The unit's outcome, once a lane has run it."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((future, work, args, kwargs))
+        if self._busy < self._lanes:
+            self._busy += 1
+            task = asyncio.create_task(self._lane())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _lane(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+                batch = [unit for unit in batch if not unit[0].cancelled()]
+                try:
+                    answers = await self._run(batch)
+                except Exception as exc:  # no connection to be had: each caller is told
+                    answers = [(unit[0], False, exc) for unit in batch]
+                except BaseException:  # the lane itself is stopped: so are its callers
+                    for unit in batch:
+                        unit[0].cancel()
+                    raise
+                _settle(answers)
+        finally:
+            self._busy -= 1
+
+    async def _run(self, batch: list[_Queued]) -> list[_Answer]:
+        answers: list[_Answer] = []
+        for attempt in (1, 2):
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.run_sync(_run_units, batch[len(answers) :], answers)
+                return answers
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                log.warning("database connection lost; running the unit again")
+        raise AssertionError("unreachable")
+
+
+_BATCH = 8
+"""Units a PostgreSQL lane takes at once."""
+_Queued = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def _run_units(conn: Connection, units: list[_Queued], answers: list[_Answer]) -> None:
+    """Run each unit on `conn`, its outcome kept in `answers`; a lost connection stops here
+    (that unit and those after it run again on another)."""
+    for future, work, args, kwargs in units:
+        try:
+            answers.append((future, True, work(conn, *args, **kwargs)))
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            answers.append((future, False, exc))
+        except Exception as exc:  # handed to its caller
+            answers.append((future, False, exc))
+
+
+def _pool_size(engine: AsyncEngine) -> int:
+    size = getattr(engine.sync_engine.pool, "size", None)
+    return max(1, size()) if callable(size) else 5
 
 
 _Answer = tuple["asyncio.Future[Any]", bool, Any]

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -103,3 +103,26 @@ async def test_a_sqlite_unit_whose_caller_left_before_it_ran_is_skipped(tmp_path
         await held
         assert await store.db.run(_write_then, 2, False) == 20
         assert await store.db.run(_written) == {"2"}
+
+
+@needs_postgres
+async def test_postgres_units_sent_at_once_share_a_connection_each_with_its_answer(
+    pg_store: SqlStore,
+) -> None:
+    checkouts: list[object] = []
+    pool = pg_store.engine.sync_engine.pool
+    listener = lambda *_: checkouts.append(None)  # noqa: E731
+    event.listen(pool, "checkout", listener)
+    try:
+        units = [pg_store.db.run_autocommit(_write_then, n, n % 3 == 0) for n in range(16)]
+        answers = await asyncio.gather(*units, return_exceptions=True)
+    finally:
+        event.remove(pool, "checkout", listener)
+    for n, answer in enumerate(answers):
+        if n % 3 == 0:
+            assert isinstance(answer, _Refused) and answer.args == (n,)
+        else:
+            assert answer == n * 10
+    assert len(checkouts) < 16  # a lane took several units on one connection
+    # In autocommit each statement stands alone: a failing unit's write before it failed stays.
+    assert await pg_store.db.run(_written) == {str(n) for n in range(16)}
