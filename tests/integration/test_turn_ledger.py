@@ -30,6 +30,7 @@ from core.models import (
     Reply,
     ReplyImage,
     SamsarCall,
+    SessionAdvance,
     StoredUser,
     ThreadRef,
     ThreadSession,
@@ -586,3 +587,23 @@ async def test_a_picture_of_many_megabytes_is_kept_byte_for_byte(store: SqlStore
     again = await store.turns.claim("w", ["slack"], LEASE)
     assert again is not None and again.reply is not None
     assert again.reply.images == pictures
+
+
+async def test_a_reply_moves_its_session_with_the_outcome_unless_the_thread_moved_on(
+    store: SqlStore,
+) -> None:
+    await store.sessions.save(ThreadSession(thread(1), "sess-1", ALICE.key, "Alice"))
+    await store.sessions.save(ThreadSession(thread(2), "sess-new", ALICE.key, "Alice"))
+    for made in (turn("a", thread(1)), turn("b", thread(2))):
+        assert await store.turns.record(made)
+    a, b = await store.turns.claim_some("w", ["slack"], LEASE, 9)
+    moved = SessionAdvance(thread(1), "sess-1", "resp-1", "fp-1")
+    assert await store.turns.complete(a.turn_id, "w", Reply("hi", advance=moved), latency_ms=1)
+    stale = SessionAdvance(thread(2), "sess-old", "resp-2", "fp-2")  # reset meanwhile
+    assert await store.turns.complete(b.turn_id, "w", Reply("hi", advance=stale), latency_ms=1)
+    one, two = await store.sessions.get(thread(1)), await store.sessions.get(thread(2))
+    assert one is not None and (one.last_response_id, one.prompt_fingerprint) == ("resp-1", "fp-1")
+    assert two is not None and (two.last_response_id, two.prompt_fingerprint) == (None, None)
+    for done in (a, b):
+        stored = await store.turns.load(done.turn_id)
+        assert stored is not None and stored.status is TurnStatus.COMPLETED
