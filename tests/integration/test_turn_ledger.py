@@ -607,3 +607,20 @@ async def test_a_reply_moves_its_session_with_the_outcome_unless_the_thread_move
     for done in (a, b):
         stored = await store.turns.load(done.turn_id)
         assert stored is not None and stored.status is TurnStatus.COMPLETED
+
+
+async def test_a_body_that_cannot_be_fixed_at_claim_leaves_the_claim_standing(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.sessions.save(ThreadSession(thread(1), "sess-1", ALICE.key, "Alice"))
+    assert await store.turns.record(turn("a", thread(1)))
+
+    def broken(claimed: Turn, session: ThreadSession, in_force: PromptsInForce) -> SamsarCall:
+        raise RuntimeError("cannot make a body")
+
+    with caplog.at_level(logging.WARNING, logger="storage.turns"):
+        [claimed] = await store.turns.claim_some("w", ["slack"], LEASE, 9, fix=broken)
+    assert claimed.event_key == "a" and claimed.call is None  # the run fixes it (or fails)
+    assert "completion body not fixed at claim" in caplog.text
+    stored = await store.turns.load(claimed.turn_id)
+    assert stored is not None and stored.lease_owner == "w" and stored.status is TurnStatus.RUNNING
