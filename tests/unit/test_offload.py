@@ -30,6 +30,13 @@ def decode_and_sign(path: str) -> Parcelled | str:
     return dataclasses.replace(read, response_id=f"pid:{os.getpid()}"), images, problems
 
 
+@pytest.fixture(autouse=True)
+def own_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spilled bodies go to a directory of this test's own: other runs on the machine write
+    theirs to the shared one, where they would pass for this test's leftovers."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def spilled() -> list[Path]:
     """Bodies and parcels left in the temporary directory."""
     bodies = list(Path(tempfile.gettempdir()).glob("samsar-body-*"))
