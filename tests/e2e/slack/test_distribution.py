@@ -178,17 +178,22 @@ def event(workspace: FakeWorkspace, inner: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+async def deployed(stack: AsyncExitStack, tmp_path: Path, url: str) -> Deployment:
+    """The sandbox and the fake Slack (Alice, each workspace's channel) on `stack`, and how to
+    start bots on the database at `url`."""
+    sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
+    fake = await stack.enter_async_context(running_fake_slack())
+    fake.add_user(ALICE, "Alice")
+    for owner, channel in CHANNELS.items():
+        assert owner is not None
+        fake.channel_teams[channel] = owner
+    return Deployment(Setup(sandbox, url, tmp_path), fake, tmp_path)
+
+
 @pytest.fixture
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     async with AsyncExitStack() as stack:
-        sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
-        fake = await stack.enter_async_context(running_fake_slack())
-        fake.add_user(ALICE, "Alice")
-        for owner, channel in CHANNELS.items():
-            assert owner is not None
-            fake.channel_teams[channel] = owner
-        url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-        yield Deployment(Setup(sandbox, url, tmp_path), fake, tmp_path)
+        yield await deployed(stack, tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
 
 
 def installations(tmp_path: Path) -> int:
@@ -455,14 +460,8 @@ async def test_two_replicas_on_postgres_installed_through_one_answered_through_t
     tmp_path: Path,
 ) -> None:
     async with AsyncExitStack() as stack:
-        sandbox = await stack.enter_async_context(running_sandbox(SandboxConfig()))
-        fake = await stack.enter_async_context(running_fake_slack())
-        fake.add_user(ALICE, "Alice")
-        for owner, channel in CHANNELS.items():
-            assert owner is not None
-            fake.channel_teams[channel] = owner
         url = await stack.enter_async_context(postgres_database())
-        d = Deployment(Setup(sandbox, url, tmp_path), fake, tmp_path)
+        d = await deployed(stack, tmp_path, url)
         other_port = free_port()
         first = await stack.enter_async_context(bot_process(d.setup, tmp_path / "a.log", d.env()))
         await d.started(first)
