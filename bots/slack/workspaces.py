@@ -90,7 +90,6 @@ class InstalledWorkspaces:
         self._rotator = rotator
         self._rotate_minutes = rotate_minutes
         self._kept: OrderedDict[tuple[Tenant, str], Workspace] = OrderedDict()
-        self._app_id: str | None = None
         self._recorded_app_id = app_id
 
     async def find(self, tenant: Tenant) -> Workspace | None:
@@ -112,8 +111,6 @@ class InstalledWorkspaces:
             while len(self._kept) > _KEPT:
                 self._kept.popitem(last=False)
         self._kept.move_to_end(key)
-        if self._app_id is None:
-            self._app_id = bot.app_id
         return workspace
 
     async def _fresh(self, bot: Bot) -> Bot:
@@ -131,6 +128,4 @@ class InstalledWorkspaces:
 
     async def app_id(self) -> str | None:
         """The app's id, as the installations recorded it (one app: one id)."""
-        if self._app_id is None:
-            self._app_id = await self._recorded_app_id()
-        return self._app_id
+        return await self._recorded_app_id()  # the store keeps it once known
