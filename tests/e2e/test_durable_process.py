@@ -249,6 +249,8 @@ async def test_a_crashed_platform_is_restarted_while_the_other_keeps_answering(
     async with bot_process(setup, tmp_path / "bot.log") as bot:
         await started(bot, TAKING_DISCORD, TAKING_SLACK)
         await slack.socket.connected()
+        # Connected first: a close sent before the bot's IDENTIFY would reach no connection.
+        await gateway_up(discord)
         await discord.gateway.close_with(4012)  # discord.py cannot go on: its runner raises
         at = sp.ts()
         envelope = await slack.socket.send("events_api", sp.mention("still here?", at=at))
