@@ -3,13 +3,15 @@
 The sandbox runs in a process of its own (as Samsar would be elsewhere); this process runs
 the bot's core, store and httpx client — whole durable turns: recorded, claimed, run and
 delivered to a recording channel — and, interleaved with it, a bare httpx loop that sends the
-same completion requests to the same sandbox. So both meet the same noise, and the figures
-are ratios and differences taken in one run:
+same completion requests to the same sandbox through the same transport. So both meet the
+same noise, and the figures are ratios and differences taken in one run:
 
 - overhead per warm turn: p50/p99 of the bot's turn latency minus p50/p99 of the bare call's,
   over pairs run one after the other on a warm thread (SQLite; PostgreSQL too when
   BENCH_DATABASE_URL or TEST_DATABASE_URL names one: a throwaway database is made and dropped);
-- throughput: 50 threads × 4 turns at once through the bot, against 50 bare loops of 4 calls;
+- throughput: 50 threads × 4 turns at once through the bot, against 50 bare loops of 4 calls
+  on the bot's own transport (the bot's share alone), and the same on httpx's default
+  transport (httpcore's pool, what a plain httpx client costs) for comparison;
 - statements per warm turn (SQL statements executed, the durable lifecycle included);
 - the longest event-loop stall (a heartbeat task every millisecond) during a 2048² and a
   4096² image turn, the platform's side included (Discord's fitting to the upload limit), and
@@ -59,6 +61,7 @@ from core.models import (
 )
 from core.samsar import wire
 from core.samsar.client import SamsarClient
+from core.samsar.transport import SamsarTransport
 from storage.store import SqlStore, open_store
 from tests.turns import TurnDriver, driving
 
@@ -108,7 +111,7 @@ class Bare:
     def __init__(self, http: httpx.AsyncClient, base_url: str, body: bytes) -> None:
         self._http = http
         self._url = f"{base_url}/external_users/assistant/completion"
-        self._body = body
+        self.body = body
 
     @classmethod
     async def ready(cls, http: httpx.AsyncClient, client: SamsarClient, base_url: str) -> Bare:
@@ -126,7 +129,7 @@ class Bare:
             "Content-Type": "application/json",
             "Idempotency-Key": uuid.uuid4().hex,
         }
-        response = await self._http.post(self._url, content=self._body, headers=headers)
+        response = await self._http.post(self._url, content=self.body, headers=headers)
         response.raise_for_status()
         response.json()
 
@@ -189,11 +192,22 @@ async def overhead(
     )
 
 
-async def throughput(driver: TurnDriver, bare: Bare, threads: int, turns: int) -> float:
-    """Bot turns per second over bare calls per second, both `threads` × `turns` at once, on
-    warm threads (each member and session made before), best of two alternating rounds."""
-    bot_rates: list[float] = []
-    bare_rates: list[float] = []
+@dataclass
+class Rates:
+    """Turns (calls) per second, each the best of two rounds."""
+
+    bot: float
+    bare: float  # on the bot's own transport: the bot's share alone
+    bare_httpcore: float  # on httpx's default transport (httpcore's pool)
+
+
+async def throughput(
+    driver: TurnDriver, bare: Bare, plain: Bare, threads: int, turns: int
+) -> Rates:
+    """`threads` × `turns` at once through the bot, through bare loops on the bot's transport
+    and through bare loops on httpx's default one, on warm threads (each member and session
+    made before), alternating, best of two rounds each."""
+    rates: dict[str, list[float]] = {"bot": [], "bare": [], "plain": []}
     for _ in range(2):
         run = uuid.uuid4().hex[:8]
 
@@ -202,7 +216,7 @@ async def throughput(driver: TurnDriver, bare: Bare, threads: int, turns: int) -
             for turn in range(first, first + turns):
                 await driver.ask(IncomingMessage(f"{run}:{n}:{turn}", user, where, f"q {turn}"))
 
-        async def loop() -> None:
+        async def loop(bare: Bare) -> None:
             for _ in range(turns):
                 await bare.call()
 
@@ -210,10 +224,11 @@ async def throughput(driver: TurnDriver, bare: Bare, threads: int, turns: int) -
         took = await timed(
             lambda: asyncio.gather(*(conversation(n, turns, 1) for n in range(threads)))
         )
-        bot_rates.append(threads * turns / took)
-        took = await timed(lambda: asyncio.gather(*(loop() for _ in range(threads))))
-        bare_rates.append(threads * turns / took)
-    return max(bot_rates) / max(bare_rates)
+        rates["bot"].append(threads * turns / took)
+        for name, way in (("bare", bare), ("plain", plain)):
+            took = await timed(lambda way=way: asyncio.gather(*(loop(way) for _ in range(threads))))
+            rates[name].append(threads * turns / took)
+    return Rates(max(rates["bot"]), max(rates["bare"]), max(rates["plain"]))
 
 
 class Heartbeat:
@@ -306,18 +321,22 @@ async def measure(url: str, base_url: str, label: str, quick: bool) -> dict[str,
     async with (
         open_store(url) as store,
         SamsarClient(API_KEY, base_url, completion_timeout=120) as client,
-        httpx.AsyncClient(timeout=120) as http,
+        httpx.AsyncClient(timeout=120, transport=SamsarTransport()) as http,
+        httpx.AsyncClient(timeout=120) as plain_http,
         bot(store, client) as driver,
     ):
         settle()  # as `samsar-bot run` does once wired
         bare = await Bare.ready(http, client, base_url)
+        plain = Bare(plain_http, base_url, bare.body)
         p50, p99, statements = await overhead(driver, bare, store, 60 if quick else 300)
         figures[f"overhead_p50_ms_{label}"] = p50
         figures[f"overhead_p99_ms_{label}"] = p99
         figures[f"statements_per_warm_turn{'' if label == 'sqlite' else '_' + label}"] = statements
         threads = 10 if quick else 50
-        ratio = await throughput(driver, bare, threads, 4)
-        figures[f"throughput_ratio_{label}"] = ratio
+        rates = await throughput(driver, bare, plain, threads, 4)
+        figures[f"throughput_ratio_{label}"] = rates.bot / rates.bare
+        figures[f"throughput_turns_per_s_{label}"] = rates.bot
+        figures[f"throughput_ratio_vs_httpcore_{label}"] = rates.bot / rates.bare_httpcore
         if label == "sqlite":
             figures |= await stalls(driver)
             figures["peak_memory_per_image_ratio"] = await memory_per_image(driver)

@@ -47,6 +47,7 @@ from core.samsar.completion import (
     reject_constant,
 )
 from core.samsar.retry import RetryPolicy, Sleep, error_from_response, run_with_retry
+from core.samsar.transport import samsar_http
 
 if TYPE_CHECKING:
     from core.ports import SamsarPort
@@ -158,7 +159,7 @@ class SamsarClient:
         self._api_key = api_key
         self._base_url = check_base_url(base_url).rstrip("/")
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._http = http if http is not None else samsar_http()
         self._timeout = timeout
         self._completion_timeout = completion_timeout
         self._retry = retry

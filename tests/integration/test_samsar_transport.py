@@ -1,0 +1,167 @@
+"""The Samsar client's own transport (httpx over aiohttp's pool) on real sockets of 127.0.0.1:
+every way a server can fail reaches the client as the httpx failure httpcore would have raised,
+so members read "cannot be reached" or "did not answer" as they should; bodies go and come
+whole; connections are kept and reused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from core.errors import SamsarError, SamsarTimeout, SamsarUnreachable
+from core.models import ExternalIdentity
+from core.samsar.client import SamsarClient
+from core.samsar.retry import RetryPolicy
+from core.samsar.transport import SamsarTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+@dataclass
+class Server:
+    url: str
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[Server]:
+    """A TCP server on a free port of 127.0.0.1 running `handler` on each connection."""
+    server = Server("")
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.connections += 1
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    listening = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    server.url = f"http://127.0.0.1:{port}"
+    async with listening:
+        yield server
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request, its body read by its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
+
+
+async def get(url: str, *, limit: float = 5.0) -> httpx.Response:
+    async with httpx.AsyncClient(transport=SamsarTransport(), timeout=limit) as http:
+        response = await http.post(url, content=b"{}")
+        await response.aread()
+        return response
+
+
+async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
+    async with serving(read_request) as server:
+        url = server.url
+    with pytest.raises(httpx.ConnectError):  # the port closed: nothing listens
+        await get(url)
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # until the client gives up and closes
+
+    async with serving(silent) as server:
+        with pytest.raises(httpx.ReadTimeout):
+            await get(server.url, limit=0.3)
+
+
+async def test_a_connection_closed_before_the_answer_is_a_protocol_error() -> None:
+    async def hangs_up(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with serving(hangs_up) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await get(server.url)
+
+
+async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
+    async def babbles(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+
+    async with serving(babbles) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await get(server.url)
+
+
+async def test_a_body_cut_short_is_a_read_error() -> None:
+    async def cuts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+
+    async with serving(cuts) as server:
+        with pytest.raises(httpx.ReadError):
+            await get(server.url)
+
+
+async def test_a_streamed_body_goes_whole_with_its_length_and_connections_are_reused() -> None:
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                server.requests.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(OK)
+            await writer.drain()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for n in range(50):
+            yield bytes([65 + n % 26]) * 1000
+
+    async with serving(answers) as server, httpx.AsyncClient(transport=SamsarTransport()) as http:
+        for _ in range(3):
+            response = await http.post(
+                server.url, content=pieces(), headers={"Content-Length": "50000"}
+            )
+            assert response.status_code == 200 and response.json() == {}
+    first = server.requests[0]
+    head, _, body = first.partition(b"\r\n\r\n")
+    assert b"content-length: 50000" in head.lower()
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"".join(bytes([65 + n % 26]) * 1000 for n in range(50))
+    assert len(server.requests) == 3 and server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [("refuses", SamsarUnreachable), ("hangs up", SamsarUnreachable), ("silent", SamsarTimeout)],
+)
+async def test_the_client_names_each_failure_for_members(
+    behaviour: str, expected: type[SamsarError]
+) -> None:
+    async def handler(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if behaviour == "silent":
+            await reader.read()
+
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(serving(handler))
+        if behaviour == "refuses":
+            await stack.aclose()  # nothing listens on its port any more
+        client = SamsarClient(
+            "sk-test", f"{server.url}/v1", timeout=0.3, retry=RetryPolicy(attempts=1)
+        )
+        async with client:
+            with pytest.raises(expected):
+                await client.bootstrap_user(ExternalIdentity("discord", "1"), idempotency_key="k")
