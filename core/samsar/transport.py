@@ -84,12 +84,16 @@ class SamsarTransport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits | None = None) -> None:
         limits = limits or httpx.Limits(max_connections=100, keepalive_expiry=5.0)
         self._limits = limits
+        # Certificates checked as httpx checks them: certifi's authorities, or SSL_CERT_FILE /
+        # SSL_CERT_DIR when set.
+        self._tls = httpx.create_ssl_context()
         self._inner = AiohttpTransport(client=self._session)
 
     def _session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0,
             keepalive_timeout=self._limits.keepalive_expiry,
+            ssl=self._tls,
         )
         # No cookies: Samsar is called with a bearer key, and a jar is work on every answer.
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
