@@ -335,6 +335,12 @@ class Posted(Protocol):
         kept) once it has: what was just posted for the wait is then the adapter's to undo."""
         ...
 
+    def save_soon(self, value: str) -> None:
+        """`save`, written meanwhile rather than awaited: for the placeholder posted as a turn
+        starts, so that Samsar is called without waiting for the write. The worker has it
+        written before the turn's outcome (and any later `save` goes after it)."""
+        ...
+
 
 class Working(Protocol):
     """The progress a platform shows while Samsar works on a turn."""

@@ -138,6 +138,8 @@ class MemoryTurns:
         self.prompts: MemoryPrompts | None = None  # what a claim's `fix` reads
         self.buckets: dict[str, tuple[float, float]] = {}  # member → (tokens, at)
         self.feedback: dict[str, str] = {}  # turn → "up" / "down"
+        self.writes: list[str] = []  # "posted" and "complete", in the order they landed
+        self.posted_gate: asyncio.Event | None = None  # when set, save_posted waits for it
 
     async def record(self, turn: Turn) -> bool:
         if any(row.event_key == turn.event_key for row in self.rows.values()):
@@ -270,7 +272,10 @@ class MemoryTurns:
         return True
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
+        if self.posted_gate is not None:
+            await self.posted_gate.wait()
         self.rows[turn_id] = replace(self.rows[turn_id], posted=posted)
+        self.writes.append("posted")
 
     async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
         turn = self.rows[turn_id]
@@ -311,6 +316,7 @@ class MemoryTurns:
         if turn is None or turn.status is TurnStatus.COMPLETED:
             return False
         reply = outcome if isinstance(outcome, Reply) else None
+        self.writes.append("complete")
         self.rows[turn_id] = replace(
             turn,
             status=TurnStatus.COMPLETED,

@@ -54,7 +54,7 @@ class RecordingChannel:
 
     @contextlib.asynccontextmanager
     async def working(self, turn: Turn, request: TurnRequest, posted: Posted) -> AsyncIterator[Any]:
-        await posted.save("working")  # as a placeholder would be
+        posted.save_soon("working")  # as a placeholder would be
         yield _Working(self, turn.turn_id)
 
     async def deliver(

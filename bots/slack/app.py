@@ -260,8 +260,10 @@ class SlackBot:
     ) -> None:
         key = command_key(str(body.get("trigger_id") or ""))
         if self._commands.starts_turn(body):
-            # The thread's root is posted and the turn recorded before the ack.
-            await self._commands.run(body, respond)
+            # The thread's root is posted and the turn recorded before the ack; the root only
+            # once, though the command reach this replica or another twice (a retrying proxy).
+            if await self._service.first_delivery(f"{key}:root", "slack"):
+                await self._commands.run(body, respond)
         else:
             await self._start(key, request, lambda: self._commands.run(body, respond))
         await ack()

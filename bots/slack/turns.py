@@ -102,7 +102,7 @@ class SlackTurns:
         async with progress:
             if progress.placeholder_ts != sent.placeholder:
                 sent.placeholder = progress.placeholder_ts
-                await posted.save(sent.dump())
+                posted.save_soon(sent.dump())  # written while Samsar is called
             yield _Working(workspace.renderer, route, posted)
 
     async def deliver(

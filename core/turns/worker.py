@@ -53,14 +53,33 @@ class _Posted:
         self._ledger = ledger
         self._turn_id = turn_id
         self._value = value
+        self._writing: asyncio.Task[None] | None = None
 
     @property
     def value(self) -> str:
         return self._value
 
     async def save(self, value: str) -> None:
+        await self.written()
         self._value = value
         await self._ledger.save_posted(self._turn_id, value)
+
+    def save_soon(self, value: str) -> None:
+        self._value = value
+        earlier = self._writing
+
+        async def write() -> None:
+            if earlier is not None:
+                await earlier
+            await self._ledger.save_posted(self._turn_id, value)
+
+        self._writing = asyncio.create_task(write())
+
+    async def written(self) -> None:
+        """Wait for what `save_soon` is writing; its failure is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     async def save_while_waiting(self, value: str) -> bool:
         if not await self._ledger.save_posted_while_waiting(self._turn_id, value):
@@ -261,6 +280,7 @@ class TurnWorker:
     async def _work(self, turn: Turn) -> None:
         """Run (or resume) and deliver one claimed turn, keeping its lease meanwhile."""
         keeper = asyncio.create_task(self._keep_lease(turn.turn_id))
+        posted: _Posted | None = None
         try:
             channel, request = self._channels[turn.platform], turn.request
             if request is None:  # a row from before durable turns: nothing to resume from
@@ -278,6 +298,7 @@ class TurnWorker:
                     log.info("turn dropped: undeliverable", extra={**_ids(turn), "why": str(exc)})
                     self._finish_later(turn, TurnStatus.FAILED, images=False)
                     return
+                await posted.written()  # the placeholder kept before the outcome
                 started = turn.created_at or self._now()
                 latency = int((self._now() - started).total_seconds() * 1000)
                 if not await self._ledger.complete(
@@ -291,6 +312,8 @@ class TurnWorker:
             log.exception("turn work failed; left to recovery", extra=_ids(turn))
         finally:
             keeper.cancel()
+            if posted is not None:
+                await _quietly_written(turn, posted)
 
     async def _run(
         self, turn: Turn, request: TurnRequest, channel: TurnChannel, posted: _Posted
@@ -379,3 +402,12 @@ def _log_outcome(turn: Turn, outcome: Reply | BotError, latency: int) -> None:
         )
     else:
         log.info("turn failed", extra={**_ids(turn), "error": type(outcome).__name__})
+
+
+async def _quietly_written(turn: Turn, posted: _Posted) -> None:
+    """Let a placeholder's write end with its turn's work (a failure only logged: the turn's
+    own outcome, or its recovery, is what counts)."""
+    try:
+        await posted.written()
+    except Exception:
+        log.warning("placeholder not kept", extra=_ids(turn), exc_info=True)

@@ -39,6 +39,24 @@ async def test_a_post_that_fails_twice_is_delivered_on_the_third_try() -> None:
     assert samsar.count("completion") == 1  # delivering again never runs the turn again
 
 
+async def test_samsar_is_called_while_the_placeholder_is_written_and_the_outcome_after_it() -> None:
+    samsar, store = FakeSamsar(), MemoryStore()
+    store.turns.posted_gate = asyncio.Event()  # the placeholder's write held back
+    async with driving(service(samsar, store)) as bot:
+        turn = await bot.submit(message("hello", "e1"))
+        assert turn is not None
+        async with asyncio.timeout(5):
+            await samsar.wait_for_completions(1)  # called though the write has not landed
+            await asyncio.sleep(0)  # the worker's next steps, were it not waiting
+            assert store.turns.writes == []  # the outcome waits for the placeholder
+            store.turns.posted_gate.set()
+            outcome = await bot.channel.expect(turn.turn_id)
+    assert isinstance(outcome, Reply) and outcome.text == "echo: hello"
+    assert store.turns.writes == ["posted", "complete"]
+    stored = await store.turns.get("e1")
+    assert stored is not None and stored.posted == "working"
+
+
 async def test_deliveries_that_keep_failing_end_in_a_note_and_a_failed_turn() -> None:
     samsar, store = FakeSamsar(), MemoryStore()
     async with driving(service(samsar, store)) as bot:

@@ -71,9 +71,16 @@ class Slack:
         envelope = await self.fake.socket.send("events_api", payload, retry_attempt=retry)
         await self.fake.wait_until(lambda: envelope in self.fake.socket.acks)
 
-    async def command(self, text: str, *, user: str = ALICE, channel: str = CHANNEL) -> None:
-        """Run `/samsar text` and wait for the ack."""
-        form = payloads.command(text, self.fake.response_url(), user=user, channel=channel)
+    async def command(
+        self,
+        text: str,
+        *,
+        user: str = ALICE,
+        channel: str = CHANNEL,
+        form: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Run `/samsar text` (or deliver `form` again) and wait for the ack; the form sent."""
+        form = form or payloads.command(text, self.fake.response_url(), user=user, channel=channel)
         if self.transport == "http":
             status, _ = await post_signed(
                 f"{self.http_url}/slack/events",
@@ -81,9 +88,10 @@ class Slack:
                 content_type="application/x-www-form-urlencoded",
             )
             assert status == 200
-            return
+            return form
         envelope = await self.fake.socket.send("slash_commands", form)
         await self.fake.wait_until(lambda: envelope in self.fake.socket.acks)
+        return form
 
     async def interact(self, payload: dict[str, Any]) -> None:
         """Deliver a click or a form (as a signed form with `payload`, or an `interactive`

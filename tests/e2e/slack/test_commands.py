@@ -68,6 +68,16 @@ async def test_ask_starts_a_visible_conversation_in_the_channel(slack: Slack) ->
     assert len(slack.fake.thread(CHANNEL, root.ts)) == 2 and len(slack.sandbox.state.sessions) == 1
 
 
+async def test_an_ask_delivered_twice_starts_one_conversation(slack: Slack) -> None:
+    form = await slack.command("ask what is a fox?")
+    await slack.command("", form=form)  # the same invocation again (a proxy retrying it)
+    await slack.settle()
+    [root] = [m for m in slack.fake.messages if m.thread_ts is None]
+    [answer] = slack.fake.thread(CHANNEL, root.ts)
+    assert answer.section_text().startswith("Sandbox reply #1: what is a fox?")
+    assert len(slack.completions()) == 1
+
+
 async def test_an_image_over_the_size_limit_is_refused_before_download(slack: Slack) -> None:
     file = slack.fake.add_file("huge.png", PNG_1PX)
     file["size"] = 9 * 1024 * 1024  # what Slack says the file weighs: above the 8 MB limit
