@@ -57,6 +57,7 @@ from core.models import (
     ImageChoice,
     ImageOptions,
     IncomingMessage,
+    Rate,
     ThreadRef,
 )
 from core.samsar import wire
@@ -136,8 +137,11 @@ class Bare:
 
 @contextlib.asynccontextmanager
 async def bot(store: SqlStore, client: SamsarClient) -> AsyncIterator[TurnDriver]:
-    """The core on this store, its worker delivering to a recording channel."""
-    service = ConversationService(client, store, ConversationConfig())
+    """The core on this store, its worker delivering to a recording channel; each member's
+    rate limited as in production (MEMBER_TURNS_PER_MINUTE), with an allowance never reached,
+    so a turn pays for its token as a member's does."""
+    unlimited = Rate(per_second=1e9, burst=1e9)
+    service = ConversationService(client, store, ConversationConfig(member_rate=unlimited))
     async with driving(service, ("discord",)) as driver:
         yield driver
 

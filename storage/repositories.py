@@ -9,9 +9,11 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Float,
     RowMapping,
+    Select,
     Table,
     and_,
     bindparam,
@@ -71,6 +73,17 @@ _PERSONA = select(_users.c.persona).where(_users.c.user_key == bindparam("user_k
 _THREAD_MATCH = and_(*(_sessions.c[name] == bindparam(f"t_{name}") for name in _THREAD_COLUMNS))
 _SESSION_OF_THREAD = select(_sessions).where(_THREAD_MATCH)
 SESSION_OWNER = select(_sessions.c.owner_key, _sessions.c.owner_display).where(_THREAD_MATCH)
+
+
+def session_owner_and(*more: ColumnElement[Any]) -> Select[Any]:
+    """SESSION_OWNER and the columns `more`, as one row even when the thread has no session
+    (its owner then NULL): a unit's reads in one statement."""
+    one = select(literal(1).label("one")).subquery("one")
+    return select(_sessions.c.owner_key, _sessions.c.owner_display, *more).select_from(
+        one.outerjoin(_sessions, _THREAD_MATCH)
+    )
+
+
 _PROMPTS_OF_THREAD = select(_prompts).where(
     _prompts.c.platform == bindparam("platform"),
     _prompts.c.workspace_id == bindparam("workspace_id"),

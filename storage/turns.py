@@ -59,9 +59,9 @@ from core.ports import Finished, FixCall
 from storage.database import Database
 from storage.repositories import (
     ADVANCE,
-    SESSION_OWNER,
     advance_params,
     session_in_force,
+    session_owner_and,
     take_token,
     thread_params,
 )
@@ -209,7 +209,10 @@ _INSERT_TURN = insert(_turns).values(
     .scalar_subquery()
 )
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
-_IS_RECORDED = select(_t.turn_id).where(_t.event_key == bindparam("event_key"))
+# A record's reads: the thread's owner (if it has a session) and whether the event is in.
+_OWNER_AND_RECORDED = session_owner_and(
+    exists().where(_t.event_key == bindparam("event_key")).label("recorded")
+)
 _BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
 _FIRST_OPEN_IN_THREAD = (
     select(_turns)
@@ -544,10 +547,10 @@ def _record_in_thread(
     rate: Rate | None,
     now: float,
 ) -> Recorded:
-    session = conn.execute(SESSION_OWNER, thread).first()
+    found = conn.execute(_OWNER_AND_RECORDED, {**thread, "event_key": values["event_key"]}).one()
     owner: tuple[str, str | None] | None = None
-    if session is not None:
-        owner = (session.owner_key, session.owner_display)
+    if found.owner_key is not None:
+        owner = (found.owner_key, found.owner_display)
     else:
         first = conn.execute(_FIRST_OPEN_IN_THREAD, {"thread_key": values["thread_key"]}).first()
         if first is not None:
@@ -555,11 +558,10 @@ def _record_in_thread(
             owner = (first.user_key, request.user.label if request else None)
     if owner is not None and owner[0] != values["user_key"]:
         return Recorded(written=False, owner=owner)
-    if rate is not None:
-        if conn.execute(_IS_RECORDED, {"event_key": values["event_key"]}).first() is not None:
-            return Recorded(written=False)  # a redelivery does not count against the rate
-        if (wait := take_token(conn, values["user_key"], rate, now)) > 0:
-            return Recorded(written=False, wait=wait)
+    if found.recorded:
+        return Recorded(written=False)  # a redelivery (nor does it count against the rate)
+    if rate is not None and (wait := take_token(conn, values["user_key"], rate, now)) > 0:
+        return Recorded(written=False, wait=wait)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)
 
