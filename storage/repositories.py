@@ -9,6 +9,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     Float,
@@ -417,11 +418,22 @@ _TAKE_TOKEN = (
 _BUCKET = select(_rates.c.tokens, _rates.c.updated_at).where(_rates.c.user_key == bindparam("key"))
 
 
+def token_cte() -> CTE:
+    """The taking of a token as a data-modifying `WITH` (PostgreSQL), a row when taken; its
+    parameters are `token_params`'."""
+    return _TAKE_TOKEN.cte("token")
+
+
+def token_params(user_key: str, rate: Rate, now: float) -> dict[str, Any]:
+    """The parameters of taking a token from `user_key`'s bucket at `now`."""
+    return {"key": user_key, "now": now, "per_second": rate.per_second, "burst": rate.burst}
+
+
 def take_token(conn: Connection, user_key: str, rate: Rate, now: float) -> float:
     """A step of a unit of work: take a token from the member's bucket. 0.0 when taken; else
     the seconds until one is there. One guarded UPDATE, so replicas never take the same
     token; a member's first turn creates the bucket (full, less this turn)."""
-    params = {"key": user_key, "now": now, "per_second": rate.per_second, "burst": rate.burst}
+    params = token_params(user_key, rate, now)
     for _ in range(3):
         if conn.execute(_TAKE_TOKEN, params).first() is not None:
             return 0.0

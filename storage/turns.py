@@ -42,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BotError
@@ -64,6 +65,8 @@ from storage.repositories import (
     session_owner_and,
     take_token,
     thread_params,
+    token_cte,
+    token_params,
 )
 from storage.tables import TurnImageRow, TurnRow, utcnow
 from storage.turn_codec import (
@@ -203,11 +206,28 @@ _POSTPONE = (
     )
 )
 _IMAGES_OF = select(_images).where(_images.c.turn_id == bindparam("id"))
-_INSERT_TURN = insert(_turns).values(
-    seq=select(func.coalesce(func.max(_t.seq), 0) + 1)
+_NEXT_SEQ = (
+    select(func.coalesce(func.max(_t.seq), 0) + 1)
     .where(_t.thread_key == bindparam("seq_thread_key"))
     .scalar_subquery()
 )
+_INSERT_TURN = insert(_turns).values(seq=_NEXT_SEQ)
+
+
+@functools.cache
+def _insert_with_token(columns: tuple[str, ...]) -> Insert:
+    """PostgreSQL: the insert of a turn whose values name `columns`, made only when a token is
+    taken from its member's bucket in the same statement (a data-modifying `WITH`): one
+    round trip, and no token taken for an insert that fails. Returns a row when made."""
+    token = token_cte()
+    named = [name for name in columns if name != "seq_thread_key"]
+    # Bind names apart from the columns': the token's UPDATE would set a column its
+    # parameters name (member_rates.user_key).
+    binds = [bindparam(f"v_{name}", type_=_turns.c[name].type) for name in named]
+    made = select(*binds, _NEXT_SEQ).where(exists(select(token.c.tokens)))
+    return insert(_turns).from_select([*named, "seq"], made).add_cte(token).returning(_t.turn_id)
+
+
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
 # A record's reads: the thread's owner (if it has a session) and whether the event is in.
 _OWNER_AND_RECORDED = session_owner_and(
@@ -560,6 +580,13 @@ def _record_in_thread(
         return Recorded(written=False, owner=owner)
     if found.recorded:
         return Recorded(written=False)  # a redelivery (nor does it count against the rate)
+    if rate is not None and conn.dialect.name == "postgresql":
+        params = {f"v_{name}": value for name, value in values.items()}
+        params |= {"seq_thread_key": values["seq_thread_key"]}
+        params |= token_params(values["user_key"], rate, now)
+        if conn.execute(_insert_with_token(tuple(values)), params).first() is not None:
+            return Recorded(written=True)
+        # No token taken: the member's first turn (no bucket yet), or over their rate.
     if rate is not None and (wait := take_token(conn, values["user_key"], rate, now)) > 0:
         return Recorded(written=False, wait=wait)
     conn.execute(_INSERT_TURN, values)
