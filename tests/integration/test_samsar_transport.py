@@ -92,34 +92,25 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
             await get(server.url, limit=0.3)
 
 
-async def test_a_connection_closed_before_the_answer_is_a_protocol_error() -> None:
-    async def hangs_up(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"", httpx.RemoteProtocolError),  # hangs up before answering
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", httpx.RemoteProtocolError),  # not HTTP
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10, httpx.ReadError),
+    ],
+    ids=["hangs up", "not http", "body cut short"],
+)
+async def test_a_broken_answer_is_named_as_httpcore_names_it(
+    answer: bytes, expected: type[httpx.TransportError]
+) -> None:
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-
-    async with serving(hangs_up) as server:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await get(server.url)
-
-
-async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
-    async def babbles(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        writer.write(answer)
         await writer.drain()
 
-    async with serving(babbles) as server:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await get(server.url)
-
-
-async def test_a_body_cut_short_is_a_read_error() -> None:
-    async def cuts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
-        await writer.drain()
-
-    async with serving(cuts) as server:
-        with pytest.raises(httpx.ReadError):
+    async with serving(answers) as server:
+        with pytest.raises(expected):
             await get(server.url)
 
 
