@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import sqlite_pragmas
 
@@ -104,9 +104,12 @@ class Database:
         await self.run_autocommit(_ping)
 
     async def close(self) -> None:
-        """Finish queued units, then close the SQLite thread's connections."""
+        """Finish queued units, then close the SQLite thread's connections (or give the
+        PostgreSQL lanes' connections back to the pool)."""
         if self._line is not None:
             await self._line.close()
+        if self._lanes is not None:
+            await self._lanes.close()
 
 
 class _PostgresLanes:
@@ -114,13 +117,18 @@ class _PostgresLanes:
     units queued when it starts (up to `_BATCH`) and runs them one after the other in one
     trip into SQLAlchemy's greenlet on one pooled connection, each statement committing by
     itself as it would alone; so units that come together cost one checkout, not one each.
-    A connection the server closed while pooled fails its unit, which runs again (with those
-    after it) on a fresh one, once, as `Database._on_pool` does."""
+    The last lane keeps its connection for `_LINGER` seconds after its queue empties, for the
+    next unit (a turn's units come one after the other: a checkout and its return cost more
+    than a short statement). A connection the server closed fails its unit, which runs again
+    (with those after it) on a fresh one, once, as `Database._on_pool` does."""
 
     def __init__(self, engine: AsyncEngine, lanes: int) -> None:
         self._engine = engine
         self._lanes = lanes
         self._busy = 0
+        self._idle = 0  # lanes keeping their connection, waiting for a unit
+        self._more = asyncio.Event()
+        self._closing = False
         self._queue: collections.deque[_Queued] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -130,7 +138,9 @@ class _PostgresLanes:
         """The unit's outcome, once a lane has run it."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((future, work, args, kwargs))
-        if self._busy < self._lanes:
+        if self._idle:
+            self._more.set()
+        elif self._busy < self._lanes:
             self._busy += 1
             task = asyncio.create_task(self._lane())
             self._tasks.add(task)
@@ -138,31 +148,65 @@ class _PostgresLanes:
         return await future
 
     async def _lane(self) -> None:
+        conn: AsyncConnection | None = None
         try:
-            while self._queue:
+            while self._queue or (conn is not None and await self._linger()):
                 batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
                 batch = [unit for unit in batch if not unit[0].cancelled()]
                 try:
-                    answers = await self._run(batch)
+                    conn, answers = await self._run(conn, batch)
                 except Exception as exc:  # no connection to be had: each caller is told
-                    answers = [(unit[0], False, exc) for unit in batch]
+                    conn, answers = None, [(unit[0], False, exc) for unit in batch]
                 except BaseException:  # the lane itself is stopped: so are its callers
+                    conn = None  # (closed by `_run`)
                     for unit in batch:
                         unit[0].cancel()
                     raise
                 _settle(answers)
         finally:
-            self._busy -= 1
+            self._busy -= 1  # before any wait: a unit queued from here on starts a lane
+            if conn is not None:
+                await conn.close()
 
-    async def _run(self, batch: list[_Queued]) -> list[_Answer]:
+    async def close(self) -> None:
+        """Let the lanes finish what is queued, and none wait for more."""
+        self._closing = True
+        self._more.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    async def _linger(self) -> bool:
+        """Whether a unit came within `_LINGER` seconds (only the last lane waits)."""
+        if self._busy > 1 or self._closing:
+            return False
+        self._idle += 1
+        self._more.clear()
+        try:
+            async with asyncio.timeout(_LINGER):
+                await self._more.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._idle -= 1
+        return bool(self._queue)
+
+    async def _run(
+        self, conn: AsyncConnection | None, batch: list[_Queued]
+    ) -> tuple[AsyncConnection, list[_Answer]]:
         answers: list[_Answer] = []
         for attempt in (1, 2):
             try:
-                async with self._engine.connect() as conn:
-                    await conn.run_sync(_run_units, batch[len(answers) :], answers)
-                return answers
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
+                if conn is None:
+                    conn = await self._engine.connect()
+                await conn.run_sync(_run_units, batch[len(answers) :], answers)
+                return conn, answers
+            except BaseException as exc:  # the connection goes back (an invalidated one is
+                if conn is not None:  # discarded by the pool), whatever happened
+                    await conn.close()
+                conn = None
+                if not isinstance(exc, DBAPIError) or attempt == 2:
+                    raise
+                if not exc.connection_invalidated:
                     raise
                 log.warning("database connection lost; running the unit again")
         raise AssertionError("unreachable")
@@ -170,6 +214,8 @@ class _PostgresLanes:
 
 _BATCH = 8
 """Units a PostgreSQL lane takes at once."""
+_LINGER = 0.5
+"""Seconds the last PostgreSQL lane keeps its connection for the next unit."""
 _Queued = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 

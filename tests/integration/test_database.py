@@ -126,3 +126,24 @@ async def test_postgres_units_sent_at_once_share_a_connection_each_with_its_answ
     assert len(checkouts) < 16  # a lane took several units on one connection
     # In autocommit each statement stands alone: a failing unit's write before it failed stays.
     assert await pg_store.db.run(_written) == {str(n) for n in range(16)}
+
+
+@needs_postgres
+async def test_postgres_units_one_after_the_other_keep_one_connection_until_closed(
+    pg_database: Database,
+) -> None:
+    async with open_store(pg_database.url, connect_args=pg_database.connect_args) as store:
+        checkouts: list[object] = []
+        pool = store.engine.sync_engine.pool
+        listener = lambda *_: checkouts.append(None)  # noqa: E731
+        event.listen(pool, "checkout", listener)
+        try:
+            for n in range(10):  # as a turn's units come: each after the last one's answer
+                assert await store.db.run_autocommit(_write_then, n, False) == n * 10
+                await asyncio.sleep(0.01)  # a gap between them (not a wait: Samsar's call)
+        finally:
+            event.remove(pool, "checkout", listener)
+        assert len(checkouts) <= 1  # the lane kept its connection between them
+        assert pool.checkedout() == 1  # and keeps it a moment for the next unit
+        await store.db.close()
+        assert pool.checkedout() == 0  # closing the store gives it back at once
