@@ -204,9 +204,8 @@ class _PostgresLanes:
                 if conn is not None:  # discarded by the pool), whatever happened
                     await conn.close()
                 conn = None
-                if not isinstance(exc, DBAPIError) or attempt == 2:
-                    raise
-                if not exc.connection_invalidated:
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if not lost or attempt == 2:
                     raise
                 log.warning("database connection lost; running the unit again")
         raise AssertionError("unreachable")

@@ -429,13 +429,16 @@ def token_params(user_key: str, rate: Rate, now: float) -> dict[str, Any]:
     return {"key": user_key, "now": now, "per_second": rate.per_second, "burst": rate.burst}
 
 
-def take_token(conn: Connection, user_key: str, rate: Rate, now: float) -> float:
+def take_token(
+    conn: Connection, user_key: str, rate: Rate, now: float, *, tried: bool = False
+) -> float:
     """A step of a unit of work: take a token from the member's bucket. 0.0 when taken; else
     the seconds until one is there. One guarded UPDATE, so replicas never take the same
-    token; a member's first turn creates the bucket (full, less this turn)."""
+    token; a member's first turn creates the bucket (full, less this turn). `tried`: that
+    UPDATE has just found no token (`token_cte`), so the bucket is looked at first."""
     params = token_params(user_key, rate, now)
-    for _ in range(3):
-        if conn.execute(_TAKE_TOKEN, params).first() is not None:
+    for attempt in range(3):
+        if (attempt or not tried) and conn.execute(_TAKE_TOKEN, params).first() is not None:
             return 0.0
         row = conn.execute(_BUCKET, params).first()
         if row is None:

@@ -580,6 +580,7 @@ def _record_in_thread(
         return Recorded(written=False, owner=owner)
     if found.recorded:
         return Recorded(written=False)  # a redelivery (nor does it count against the rate)
+    tried = False
     if rate is not None and conn.dialect.name == "postgresql":
         params = {f"v_{name}": value for name, value in values.items()}
         params |= {"seq_thread_key": values["seq_thread_key"]}
@@ -587,7 +588,8 @@ def _record_in_thread(
         if conn.execute(_insert_with_token(tuple(values)), params).first() is not None:
             return Recorded(written=True)
         # No token taken: the member's first turn (no bucket yet), or over their rate.
-    if rate is not None and (wait := take_token(conn, values["user_key"], rate, now)) > 0:
+        tried = True
+    if rate is not None and (wait := take_token(conn, values["user_key"], rate, now, tried=tried)):
         return Recorded(written=False, wait=wait)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)

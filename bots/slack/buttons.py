@@ -63,12 +63,17 @@ def _button(text: str, action: str, value: str, *, style: str | None = None) -> 
     return button
 
 
+def _actions(kind: str, turn_id: str, elements: list[Block]) -> Block:
+    """An actions block of ours, named after its kind and its turn."""
+    return {"type": "actions", "block_id": f"samsar_{kind}_{turn_id}", "elements": elements}
+
+
 def picture_actions(turn_id: str) -> Block:
     """What a member does next with a picture."""
-    return {
-        "type": "actions",
-        "block_id": f"samsar_picture_{turn_id}",
-        "elements": [
+    return _actions(
+        "picture",
+        turn_id,
+        [
             _button("🔁 Regenerate", "samsar_regen", turn_id),
             _button("✏️ Edit…", "samsar_edit", turn_id),
             _button("HD", "samsar_hd", turn_id),
@@ -82,7 +87,7 @@ def picture_actions(turn_id: str) -> Block:
                 ],
             },
         ],
-    }
+    )
 
 
 def failure_actions(turn_id: str, error: BotError) -> Block | None:
@@ -94,19 +99,19 @@ def failure_actions(turn_id: str, error: BotError) -> Block | None:
         button["url"] = error.checkout_url
     else:
         return None
-    return {"type": "actions", "block_id": f"samsar_failure_{turn_id}", "elements": [button]}
+    return _actions("failure", turn_id, [button])
 
 
 def feedback_actions(turn_id: str) -> Block:
     """👍/👎 under an answer in an assistant thread."""
-    return {
-        "type": "actions",
-        "block_id": f"samsar_feedback_{turn_id}",
-        "elements": [
+    return _actions(
+        "feedback",
+        turn_id,
+        [
             _button("👍", "samsar_feedback_up", turn_id),
             _button("👎", "samsar_feedback_down", turn_id),
         ],
-    }
+    )
 
 
 def edit_form(turn_id: str, channel: str, thread_ts: str) -> dict[str, Any]:

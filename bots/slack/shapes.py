@@ -112,13 +112,9 @@ def _check_actions(body: Body) -> None:
         _text(action, "action_id", required=True)
         _text(action, "block_id")
         _text(action, "type")
-        value = action.get("value")
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_VALUE):
-            raise OffShape("actions.value")
-        selected = action.get("selected_option")
-        if selected is not None and not isinstance(selected, Mapping):
-            raise OffShape("actions.selected_option")
-        if isinstance(selected, Mapping):
+        _value(action, "value", "actions.value")
+        selected = _mapping(action, "selected_option", "actions.selected_option")
+        if selected is not None:
             _text(selected, "value")
     for name in ("container", "channel", "message"):
         if body.get(name) is not None and not isinstance(body[name], Mapping):
@@ -138,12 +134,8 @@ def _check_view(view: object) -> None:
         raise OffShape("view")
     _text(view, "id", required=True)
     _text(view, "callback_id")
-    metadata = view.get("private_metadata")
-    if metadata is not None and (not isinstance(metadata, str) or len(metadata) > MAX_VALUE):
-        raise OffShape("view.private_metadata")
-    state = view.get("state")
-    if state is not None and not isinstance(state, Mapping):
-        raise OffShape("view.state")
+    _value(view, "private_metadata", "view.private_metadata")
+    _mapping(view, "state", "view.state")
 
 
 def slash_command(form: Body, app_id: str | None) -> str | None:
@@ -266,6 +258,22 @@ def _id(
         return
     if not isinstance(value, str) or shape.fullmatch(value) is None:
         raise OffShape(name)
+
+
+def _value(body: Mapping[str, Any], name: str, where: str) -> None:
+    """`body[name]` is a string of at most `MAX_VALUE` characters, or absent (else `where`
+    is off-shape)."""
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_VALUE):
+        raise OffShape(where)
+
+
+def _mapping(body: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any] | None:
+    """`body[name]` is an object, or absent (else `where` is off-shape)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, Mapping):
+        raise OffShape(where)
+    return value
 
 
 def _text(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:

@@ -221,12 +221,7 @@ class FakeSlack:
         if message.thread_ts:
             shown["thread_ts"] = message.thread_ts
         return {
-            "type": "block_actions",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": {"id": user, "team_id": TEAM, "name": user.lower()},
-            "api_app_id": APP_ID,
-            "token": "legacy-verification-token",
-            "trigger_id": self._trigger(),
+            **self._interactive("block_actions", user),
             "container": container,
             "channel": {"id": message.channel, "name": "general"},
             "message": shown,
@@ -242,13 +237,19 @@ class FakeSlack:
             block["block_id"]: {element["action_id"]: {"type": "plain_text_input", "value": text}}
         }
         return {
-            "type": "view_submission",
+            **self._interactive("view_submission", user),
+            "view": {**view, "state": {"values": values}, "hash": "h", "team_id": TEAM},
+        }
+
+    def _interactive(self, kind: str, user: str) -> dict[str, Any]:
+        """What every interactive payload of `kind` from `user` carries, a new trigger id."""
+        return {
+            "type": kind,
             "team": {"id": TEAM, "domain": "fake"},
             "user": {"id": user, "team_id": TEAM, "name": user.lower()},
             "api_app_id": APP_ID,
             "token": "legacy-verification-token",
             "trigger_id": self._trigger(),
-            "view": {**view, "state": {"values": values}, "hash": "h", "team_id": TEAM},
         }
 
     def _trigger(self) -> str:
