@@ -3,10 +3,11 @@ transaction) on the store's `Database`."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     CTE,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -39,6 +41,7 @@ from core.models import (
     ThreadRef,
     ThreadSession,
 )
+from core.ports import PromptsInForce
 from storage.database import Database
 from storage.tables import (
     AdminPromptRow,
@@ -50,6 +53,7 @@ from storage.tables import (
     utcnow,
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _THREAD_COLUMNS = ("platform", "workspace_id", "channel_id", "thread_id")
@@ -330,45 +334,81 @@ def prompts_in_force(
 _workspace_prompt = _prompts.alias("workspace_prompt")
 _channel_prompt = _prompts.alias("channel_prompt")
 _PROMPT_FIELDS = ("text", "updated_by", "updated_at")
-# A thread's session with the prompts in force and the member's persona, in one statement.
-_SESSION_IN_FORCE = (
-    select(
-        _sessions,
-        _PERSONA.scalar_subquery().label("member_persona"),
-        *(_workspace_prompt.c[name].label(f"workspace_{name}") for name in _PROMPT_FIELDS),
-        *(_channel_prompt.c[name].label(f"channel_{name}") for name in _PROMPT_FIELDS),
-    )
-    .select_from(
-        _sessions.outerjoin(
-            _workspace_prompt,
-            and_(
-                _workspace_prompt.c.platform == _sessions.c.platform,
-                _workspace_prompt.c.workspace_id == _sessions.c.workspace_id,
-                _workspace_prompt.c.channel_id == literal(""),
-            ),
-        ).outerjoin(
-            _channel_prompt,
-            and_(
-                _channel_prompt.c.platform == _sessions.c.platform,
-                _channel_prompt.c.workspace_id == _sessions.c.workspace_id,
-                _channel_prompt.c.channel_id == _sessions.c.channel_id,
-                _sessions.c.channel_id != literal(""),
-            ),
-        )
-    )
-    .where(_THREAD_MATCH)
+_SESSIONS_WITH_PROMPTS = _sessions.outerjoin(
+    _workspace_prompt,
+    and_(
+        _workspace_prompt.c.platform == _sessions.c.platform,
+        _workspace_prompt.c.workspace_id == _sessions.c.workspace_id,
+        _workspace_prompt.c.channel_id == literal(""),
+    ),
+).outerjoin(
+    _channel_prompt,
+    and_(
+        _channel_prompt.c.platform == _sessions.c.platform,
+        _channel_prompt.c.workspace_id == _sessions.c.workspace_id,
+        _channel_prompt.c.channel_id == _sessions.c.channel_id,
+        _sessions.c.channel_id != literal(""),
+    ),
 )
+_OWNER_PERSONA = select(_users.c.persona).where(_users.c.user_key == _sessions.c.owner_key)
 
 
-def session_in_force(
-    conn: Connection, thread: ThreadRef, member_key: str
-) -> tuple[ThreadSession, tuple[AdminPrompt | None, AdminPrompt | None, str | None]] | None:
-    """A step of a unit of work: the thread's session and, as `prompts_in_force` tells them,
-    the prompts in force and the member's persona, in one statement; None without a session."""
-    params = {**thread_params(thread), "user_key": member_key}
-    row = conn.execute(_SESSION_IN_FORCE, params).mappings().first()
-    if row is None:
-        return None
+@functools.cache
+def _sessions_in_force(count: int) -> Select[Any]:
+    """`count` threads' sessions, each with the prompts in force and its owner's persona, in
+    one statement (bind parameters `t_{column}_{n}`, a list that is not expanded: the
+    statement is compiled once per count)."""
+    threads = [
+        and_(*(_sessions.c[name] == bindparam(f"t_{name}_{n}") for name in _THREAD_COLUMNS))
+        for n in range(count)
+    ]
+    return (
+        select(
+            _sessions,
+            _OWNER_PERSONA.scalar_subquery().label("member_persona"),
+            *(_workspace_prompt.c[name].label(f"workspace_{name}") for name in _PROMPT_FIELDS),
+            *(_channel_prompt.c[name].label(f"channel_{name}") for name in _PROMPT_FIELDS),
+        )
+        .select_from(_SESSIONS_WITH_PROMPTS)
+        .where(or_(*threads))
+    )
+
+
+AT_ONCE = 64
+"""Items one statement over a list takes (threads looked up, turns finished...); more go in
+several."""
+
+
+def in_statements(items: Sequence[T]) -> Iterator[list[T]]:
+    """`items` in pieces of at most `AT_ONCE`, each made up to a power of two by repeating its
+    last item (harmless in an IN list, an OR or a CASE): a statement over a list is compiled
+    (and prepared) once per length, so there are seven lengths, not sixty-four."""
+    for first in range(0, len(items), AT_ONCE):
+        piece = list(items[first : first + AT_ONCE])
+        piece += piece[-1:] * ((1 << (len(piece) - 1).bit_length()) - len(piece))
+        yield piece
+
+
+def sessions_in_force(
+    conn: Connection, threads: Sequence[ThreadRef]
+) -> dict[ThreadRef, tuple[ThreadSession, PromptsInForce]]:
+    """A step of a unit of work: of these threads, those with a session, each with the prompts
+    in force there and its owner's persona (as `prompts_in_force` tells them), in one
+    statement for up to `AT_ONCE` threads."""
+    found: dict[ThreadRef, tuple[ThreadSession, PromptsInForce]] = {}
+    for some in in_statements(threads):
+        params = {
+            f"{name}_{n}": value
+            for n, thread in enumerate(some)
+            for name, value in thread_params(thread).items()
+        }
+        for row in conn.execute(_sessions_in_force(len(some)), params).mappings():
+            session = thread_session(row)
+            found[session.thread] = (session, _in_force(session.thread, row))
+    return found
+
+
+def _in_force(thread: ThreadRef, row: RowMapping) -> PromptsInForce:
     scopes = (("workspace", ""), ("channel", thread.channel_id))
     workspace, channel = (
         None
@@ -381,7 +421,7 @@ def session_in_force(
         )
         for scope, channel_id in scopes
     )
-    return thread_session(row), (workspace, channel, row["member_persona"])
+    return workspace, channel, row["member_persona"]
 
 
 class SqlAuditLog(_Repository):

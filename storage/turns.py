@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Delete, Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BotError
@@ -61,8 +61,9 @@ from storage.database import Database
 from storage.repositories import (
     ADVANCE,
     advance_params,
-    session_in_force,
+    in_statements,
     session_owner_and,
+    sessions_in_force,
     take_token,
     thread_params,
     token_cte,
@@ -259,20 +260,53 @@ _COMPLETE = (
 # PostgreSQL: the session moves in the same statement (a data-modifying WITH runs whatever
 # the main statement finds), one round trip and one commit instead of two.
 _COMPLETE_ADVANCING = _COMPLETE.add_cte(ADVANCE.returning(literal_column("1")).cte("advanced"))
-_FINISH = (
-    update(_turns)
-    .where(_t.turn_id == bindparam("id"), _t.lease_owner == bindparam("holder"))
-    .values(
-        status=bindparam("new_status"),
-        finished_at=bindparam("now", type_=_t.finished_at.type),
-        lease_owner=None,
-        lease_expires_at=None,
-        next_attempt_at=None,
+
+
+def _id_binds(count: int) -> list[BindParameter[str]]:
+    """`count` bind parameters `id_{n}`: a list not expanded at every execution."""
+    return [bindparam(f"id_{n}", type_=String) for n in range(count)]
+
+
+@functools.cache
+def _finish_statement(count: int) -> Update:
+    """The finish of `count` turns held by one worker, to one status; their ids come back."""
+    return (
+        update(_turns)
+        .where(_t.turn_id.in_(_id_binds(count)), _t.lease_owner == bindparam("holder"))
+        .values(
+            status=bindparam("new_status"),
+            finished_at=bindparam("now", type_=_t.finished_at.type),
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=None,
+        )
+        .returning(_t.turn_id)
     )
-)
+
+
+@functools.cache
+def _drop_images_statement(count: int) -> Delete:
+    return delete(_images).where(_images.c.turn_id.in_(_id_binds(count)))
+
+
+@functools.cache
+def _save_calls_statement(count: int) -> Update:
+    """The completion bodies (`call_{n}`) of `count` turns (`id_{n}`) a holder keeps; their
+    ids come back."""
+    ids = _id_binds(count)
+    body = case(
+        *((_t.turn_id == ids[n], bindparam(f"call_{n}", type_=_t.call.type)) for n in range(count))
+    )
+    return (
+        update(_turns)
+        .where(_t.turn_id.in_(ids), _t.lease_owner == bindparam("holder"), _open(_t.status))
+        .values(call=body)
+        .returning(_t.turn_id)
+    )
+
+
 _INSERT_IMAGE_ROOM = insert(_images).values(data=func.zeroblob(bindparam("size", type_=BigInteger)))
 _BLOB_SLICE = 1024 * 1024
-_DROP_IMAGES = delete(_images).where(_images.c.turn_id == bindparam("id"))
 _SAVE_FEEDBACK = (
     update(_turns)
     .where(_t.turn_id == bindparam("id"), _t.user_key == bindparam("member"))
@@ -611,31 +645,54 @@ def _claim(
     _finish_all(conn, done, images)
     turns = [_with_images(conn, row) for row in conn.execute(claim, params).all()]
     if fix is not None:
-        turns = [_fixed(conn, turn, params["owner"], fix) for turn in turns]
+        turns = _fixed(conn, turns, params["owner"], fix)
     return _oldest_first(turns)
 
 
-def _fixed(conn: Connection, turn: Turn, owner: str, fix: FixCall) -> Turn:
-    """`turn` with its completion body, when it is to run, has none, and its thread a session
-    (the body kept under the lease just taken, in autocommit as `save_call` is)."""
-    request = turn.request
-    if turn.status is not TurnStatus.RUNNING or turn.call is not None or request is None:
-        return turn
+def _fixed(conn: Connection, turns: list[Turn], owner: str, fix: FixCall) -> list[Turn]:
+    """`turns`, each with its completion body when it is to run, has none, and its thread a
+    session: the sessions read in one statement, the bodies kept in one (under the lease just
+    taken, in autocommit as `save_call` is)."""
+    todo = [
+        (turn, turn.request)
+        for turn in turns
+        if turn.status is TurnStatus.RUNNING and turn.call is None and turn.request is not None
+    ]
+    if not todo:
+        return turns
+    # A shortcut only: where it fails, the claim stands and the run fixes the body (or fails).
+    calls: dict[str, SamsarCall] = {}
     try:
-        found = session_in_force(conn, request.thread, turn.user_key)
-        if found is None:
-            return turn
-        session, in_force = found
-        call = fix(turn, session, in_force)
-        if call is None:
-            return turn
-        params = {"id": turn.turn_id, "holder": owner, "call_json": dump_call(call)}
-        if conn.execute(_SAVE_CALL, params).rowcount != 1:
-            return turn
-    except Exception:  # a shortcut only: the claim stands, the run fixes the body (or fails)
-        log.warning("completion body not fixed at claim", extra=_turn_ids(turn), exc_info=True)
-        return turn
-    return dataclasses.replace(turn, call=call)
+        found = sessions_in_force(conn, [request.thread for _, request in todo])
+    except Exception:
+        log.warning("completion bodies not fixed at claim", exc_info=True)
+        return turns
+    for turn, request in todo:
+        try:
+            if (hit := found.get(request.thread)) and (call := fix(turn, *hit)) is not None:
+                calls[turn.turn_id] = call
+        except Exception:
+            log.warning("completion body not fixed at claim", extra=_turn_ids(turn), exc_info=True)
+    try:
+        saved = _save_calls(conn, owner, calls) if calls else set()
+    except Exception:
+        log.warning("completion bodies not fixed at claim", exc_info=True)
+        return turns
+    return [
+        dataclasses.replace(turn, call=calls[turn.turn_id]) if turn.turn_id in saved else turn
+        for turn in turns
+    ]
+
+
+def _save_calls(conn: Connection, owner: str, calls: dict[str, SamsarCall]) -> set[str]:
+    """Keep the bodies of turns `owner` holds; the ids of those kept."""
+    saved: set[str] = set()
+    for some in in_statements(list(calls.items())):
+        params: dict[str, Any] = {"holder": owner}
+        for n, (turn_id, call) in enumerate(some):
+            params |= {f"id_{n}": turn_id, f"call_{n}": dump_call(call)}
+        saved.update(conn.execute(_save_calls_statement(len(some)), params).scalars())
+    return saved
 
 
 def _turn_ids(turn: Turn) -> dict[str, str]:
@@ -692,13 +749,30 @@ def _insert_sqlite_image(conn: Connection, image: dict[str, Any]) -> None:
 
 
 def _finish_all(conn: Connection, done: list[dict[str, Any]], images: list[bool]) -> None:
-    """Finish turns (each under its own guard; in autocommit, image bytes a crash leaves
-    behind go with their turn when it is pruned)."""
-    for params, kept in zip(done, images, strict=True):
-        if conn.execute(_FINISH, params).rowcount != 1:
+    """Finish turns, those of one holder and status in one statement, each under its own
+    guard (in autocommit, image bytes a crash leaves behind go with their turn when it is
+    pruned)."""
+    groups: dict[tuple[str, str, datetime], list[str]] = {}
+    for params in done:
+        key = (params["holder"], params["new_status"], params["now"])
+        groups.setdefault(key, []).append(params["id"])
+    finished: set[str] = set()
+    for (holder, status, now), ids in groups.items():
+        for some in in_statements(ids):
+            params = {"holder": holder, "new_status": status, "now": now} | _ids(some)
+            finished.update(conn.execute(_finish_statement(len(some)), params).scalars())
+    for params in done:
+        if params["id"] not in finished:
             log.warning("finish of a turn not held", extra={"turn_id": params["id"]})
-        elif kept:
-            conn.execute(_DROP_IMAGES, {"id": params["id"]})
+    drop = [params["id"] for params, kept in zip(done, images, strict=True) if kept]
+    drop = [turn_id for turn_id in drop if turn_id in finished]
+    for some in in_statements(drop):
+        conn.execute(_drop_images_statement(len(some)), _ids(some))
+
+
+def _ids(turn_ids: Sequence[str]) -> dict[str, str]:
+    """The bind parameters `id_{n}` of `_id_binds`."""
+    return {f"id_{n}": turn_id for n, turn_id in enumerate(turn_ids)}
 
 
 def _one_turn(

@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import event, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -264,6 +264,45 @@ async def test_turns_finished_with_a_claim_free_their_thread_for_that_same_claim
     assert await store.turns.claim_some("w", ["slack"], LEASE, 0, finished=done) == []
     stored = await store.turns.load(a2.turn_id)
     assert stored is not None and stored.status is TurnStatus.DELIVERED
+
+
+async def test_a_claim_of_many_turns_fixes_and_finishes_them_in_a_few_statements(
+    store: SqlStore,
+) -> None:
+    # More than one statement takes (64): the rest go in a second one, none lost.
+    many = 70
+    for n in range(many):
+        await store.sessions.save(ThreadSession(thread(n), f"sess-{n}", ALICE.key, "Alice"))
+        assert await store.turns.record(turn(f"t{n}", thread(n)))
+
+    def fix(claimed: Turn, session: ThreadSession, in_force: PromptsInForce) -> SamsarCall:
+        return SamsarCall(session.session_id, False, None, f"fp-{claimed.event_key}")
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = store.db.engines[0]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        claimed = await store.turns.claim_some("w", ["slack"], LEASE, 100, fix=fix)
+        assert len(claimed) == many
+        # the claim, the sessions (two statements), the bodies (two)
+        assert len(statements) == 5, statements
+        for made in claimed:
+            assert made.call is not None and made.call.session_id == f"sess-{made.event_key[1:]}"
+            assert await store.turns.complete(made.turn_id, "w", Reply("hi"), latency_ms=1)
+        statements.clear()
+        done = [Finished(made.turn_id, TurnStatus.DELIVERED, images=False) for made in claimed]
+        assert await store.turns.claim_some("w", ["slack"], LEASE, 100, finished=done) == []
+        assert len(statements) == 3, statements  # two finishes (64 + 6), the claim
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    for made in claimed:
+        stored = await store.turns.load(made.turn_id)
+        assert stored is not None and stored.status is TurnStatus.DELIVERED
+        assert stored.call == made.call  # kept: a resume sends it
 
 
 async def test_claims_are_per_platform(store: SqlStore) -> None:
