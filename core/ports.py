@@ -183,13 +183,21 @@ class TurnLedger(Protocol):
         ...
 
     async def record_in_thread(
-        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+        self,
+        turn: Turn,
+        thread: ThreadRef,
+        *,
+        rate: Rate | None = None,
+        fix: FixCall | None = None,
     ) -> Recorded:
         """`record`, unless the thread is another member's conversation: its session's owner,
         or before its first answer the member whose open turn started it (then nothing is
         written and `owner` says whose it is); or, with a `rate`, unless the member is over it
         (nothing written, `wait` seconds until a turn is allowed; a redelivery of a recorded
-        event is not counted). The member's allowance is one for every replica."""
+        event is not counted). The member's allowance is one for every replica. With `fix`, a
+        turn without a body whose thread is on a session, with no turn of it left to run
+        before this one, is recorded with the body `fix` makes (the prompts in force as it is
+        recorded): its claim then reads nothing more (see `claim_some`)."""
         ...
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:

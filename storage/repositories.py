@@ -80,15 +80,6 @@ _SESSION_OF_THREAD = select(_sessions).where(_THREAD_MATCH)
 SESSION_OWNER = select(_sessions.c.owner_key, _sessions.c.owner_display).where(_THREAD_MATCH)
 
 
-def session_owner_and(*more: ColumnElement[Any]) -> Select[Any]:
-    """SESSION_OWNER and the columns `more`, as one row even when the thread has no session
-    (its owner then NULL): a unit's reads in one statement."""
-    one = select(literal(1).label("one")).subquery("one")
-    return select(_sessions.c.owner_key, _sessions.c.owner_display, *more).select_from(
-        one.outerjoin(_sessions, _THREAD_MATCH)
-    )
-
-
 _PROMPTS_OF_THREAD = select(_prompts).where(
     _prompts.c.platform == bindparam("platform"),
     _prompts.c.workspace_id == bindparam("workspace_id"),
@@ -351,6 +342,32 @@ _SESSIONS_WITH_PROMPTS = _sessions.outerjoin(
     ),
 )
 _OWNER_PERSONA = select(_users.c.persona).where(_users.c.user_key == _sessions.c.owner_key)
+_IN_FORCE_COLUMNS = (
+    *(_workspace_prompt.c[name].label(f"workspace_{name}") for name in _PROMPT_FIELDS),
+    *(_channel_prompt.c[name].label(f"channel_{name}") for name in _PROMPT_FIELDS),
+)
+
+
+def session_in_force_and(*more: ColumnElement[Any]) -> Select[Any]:
+    """A thread's session with the prompts in force and the persona of the member
+    `user_key` (as `prompts_in_force` tells them), and the columns `more`, as one row even
+    when the thread has no session (its columns then NULL): a unit's reads in one statement.
+    `in_force_of` reads the row."""
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        _sessions,
+        _PERSONA.scalar_subquery().label("member_persona"),
+        *_IN_FORCE_COLUMNS,
+        *more,
+    ).select_from(one.outerjoin(_SESSIONS_WITH_PROMPTS, _THREAD_MATCH))
+
+
+def in_force_of(thread: ThreadRef, row: RowMapping) -> tuple[ThreadSession, PromptsInForce] | None:
+    """The session and prompts in force a `session_in_force_and` row tells; None without a
+    session."""
+    if row["session_id"] is None:
+        return None
+    return thread_session(row), _in_force(thread, row)
 
 
 @functools.cache
@@ -364,10 +381,7 @@ def _sessions_in_force(count: int) -> Select[Any]:
     ]
     return (
         select(
-            _sessions,
-            _OWNER_PERSONA.scalar_subquery().label("member_persona"),
-            *(_workspace_prompt.c[name].label(f"workspace_{name}") for name in _PROMPT_FIELDS),
-            *(_channel_prompt.c[name].label(f"channel_{name}") for name in _PROMPT_FIELDS),
+            _sessions, _OWNER_PERSONA.scalar_subquery().label("member_persona"), *_IN_FORCE_COLUMNS
         )
         .select_from(_SESSIONS_WITH_PROMPTS)
         .where(or_(*threads))

@@ -26,6 +26,7 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     Row,
+    RowMapping,
     Select,
     String,
     Update,
@@ -61,8 +62,9 @@ from storage.database import Database
 from storage.repositories import (
     ADVANCE,
     advance_params,
+    in_force_of,
     in_statements,
-    session_owner_and,
+    session_in_force_and,
     sessions_in_force,
     take_token,
     thread_params,
@@ -230,9 +232,17 @@ def _insert_with_token(columns: tuple[str, ...]) -> Insert:
 
 
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
-# A record's reads: the thread's owner (if it has a session) and whether the event is in.
-_OWNER_AND_RECORDED = session_owner_and(
-    exists().where(_t.event_key == bindparam("event_key")).label("recorded")
+# A record's reads: the thread's session (its owner, and what the turn's body would be), whether
+# the event is in, and whether a turn of the thread is still to run (which would move the
+# session on before this one runs).
+_RECORD_FACTS = session_in_force_and(
+    exists().where(_t.event_key == bindparam("event_key")).label("recorded"),
+    exists()
+    .where(
+        _t.thread_key == bindparam("busy_thread_key"),
+        _among(_t.status, (TurnStatus.RECEIVED.value, TurnStatus.RUNNING.value)),
+    )
+    .label("busy"),
 )
 _BY_ID = select(_turns).where(_t.turn_id == bindparam("id"))
 _FIRST_OPEN_IN_THREAD = (
@@ -396,17 +406,24 @@ class SqlTurnLedger:
         return values
 
     async def record_in_thread(
-        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+        self,
+        turn: Turn,
+        thread: ThreadRef,
+        *,
+        rate: Rate | None = None,
+        fix: FixCall | None = None,
     ) -> Recorded:
         """`record`, unless the thread is another member's conversation or the member is over
-        their `rate` (one unit of work)."""
+        their `rate`; with `fix`, the body made now when it can be (one unit of work)."""
         recorded = await self._insert_new(
             turn,
             _record_in_thread,
+            turn,
             self._values(turn),
             thread_params(thread),
             rate,
             self._now().timestamp(),
+            fix,
         )
         return Recorded(written=False) if recorded is None else recorded
 
@@ -596,12 +613,20 @@ def _insert(conn: Connection, values: dict[str, Any]) -> bool:
 
 def _record_in_thread(
     conn: Connection,
+    turn: Turn,
     values: dict[str, Any],
     thread: dict[str, str],
     rate: Rate | None,
     now: float,
+    fix: FixCall | None,
 ) -> Recorded:
-    found = conn.execute(_OWNER_AND_RECORDED, {**thread, "event_key": values["event_key"]}).one()
+    facts = {
+        **thread,
+        "event_key": turn.event_key,
+        "user_key": turn.user_key,
+        "busy_thread_key": turn.thread_key,
+    }
+    found = conn.execute(_RECORD_FACTS, facts).one()
     owner: tuple[str, str | None] | None = None
     if found.owner_key is not None:
         owner = (found.owner_key, found.owner_display)
@@ -614,6 +639,8 @@ def _record_in_thread(
         return Recorded(written=False, owner=owner)
     if found.recorded:
         return Recorded(written=False)  # a redelivery (nor does it count against the rate)
+    if fix is not None and not found.busy and values["call"] is None:
+        values = _fixed_at_record(turn, values, found._mapping, fix)
     tried = False
     if rate is not None and conn.dialect.name == "postgresql":
         params = {f"v_{name}": value for name, value in values.items()}
@@ -627,6 +654,24 @@ def _record_in_thread(
         return Recorded(written=False, wait=wait)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)
+
+
+def _fixed_at_record(
+    turn: Turn, values: dict[str, Any], found: RowMapping, fix: FixCall
+) -> dict[str, Any]:
+    """`values` with the turn's completion body, when its thread is on a session and no turn
+    of it is left to run before this one (which would move the session on): its claim then
+    reads nothing. A shortcut only: where it fails, the claim or the run fixes the body."""
+    request = turn.request
+    if request is None or turn.status is not TurnStatus.RECEIVED or turn.error is not None:
+        return values
+    try:
+        hit = in_force_of(request.thread, found)
+        call = fix(turn, *hit) if hit is not None else None
+    except Exception:
+        log.warning("completion body not fixed at record", extra=_turn_ids(turn), exc_info=True)
+        return values
+    return values if call is None else {**values, "call": dump_call(call)}
 
 
 def _with_images(conn: Connection, row: Row[Any]) -> Turn:

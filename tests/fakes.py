@@ -149,7 +149,12 @@ class MemoryTurns:
         return True
 
     async def record_in_thread(
-        self, turn: Turn, thread: ThreadRef, *, rate: Rate | None = None
+        self,
+        turn: Turn,
+        thread: ThreadRef,
+        *,
+        rate: Rate | None = None,
+        fix: FixCall | None = None,
     ) -> Recorded:
         session = await self.sessions.get(thread) if self.sessions is not None else None
         owner: tuple[str, str | None] | None = None
@@ -164,7 +169,21 @@ class MemoryTurns:
                 return Recorded(written=False)
             if (wait := self._take(turn.user_key, rate)) > 0:
                 return Recorded(written=False, wait=wait)
+        if fix is not None and session is not None and turn.call is None:
+            turn = await self._fixed_at_record(turn, session, fix)
         return Recorded(written=await self.record(turn))
+
+    async def _fixed_at_record(self, turn: Turn, session: ThreadSession, fix: FixCall) -> Turn:
+        busy = (TurnStatus.RECEIVED, TurnStatus.RUNNING)
+        if self.prompts is None or turn.request is None or turn.status is not TurnStatus.RECEIVED:
+            return turn
+        if any(t.thread_key == turn.thread_key and t.status in busy for t in self.rows.values()):
+            return turn
+        thread = turn.request.thread
+        in_force = await self.prompts.in_force(
+            thread.platform, thread.workspace_id, thread.channel_id, turn.user_key
+        )
+        return replace(turn, call=fix(turn, session, in_force))
 
     def _take(self, user_key: str, rate: Rate) -> float:
         """A token bucket per member on the ledger's clock."""

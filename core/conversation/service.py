@@ -124,7 +124,7 @@ class ConversationService:
             call=call,
         )
         recorded = await self._store.turns.record_in_thread(
-            turn, request.thread, rate=self._config.member_rate
+            turn, request.thread, rate=self._config.member_rate, fix=self.worker.fix
         )
         if recorded.owner is not None:
             raise NotThreadOwner(recorded.owner[1])

@@ -95,11 +95,11 @@ class TurnExecutor:
             exc.checkout_url = await self._checkout(turn, identity)
             raise
 
-    def fix_on_claim(
+    def fix_early(
         self, turn: Turn, session: ThreadSession, in_force: PromptsInForce
     ) -> SamsarCall | None:
-        """core.ports.FixCall: the body of a turn the worker claims, when its thread is on a
-        session of the turn's member (anything else is left to `run`)."""
+        """core.ports.FixCall: the body of a turn the ledger records or claims, when its thread
+        is on a session of the turn's member (anything else is left to `run`)."""
         if session.owner_key != turn.user_key:
             return None
         return _call(session, compose(*in_force), new_session=False, attempt=0)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from core import metrics
 from core.errors import BotError, Undeliverable, Unexpected
 from core.models import Reply, Turn, TurnRequest, TurnStatus
-from core.ports import Finished, TurnChannel, TurnLedger
+from core.ports import Finished, FixCall, TurnChannel, TurnLedger
 from core.turns.executor import TurnExecutor
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,11 @@ class TurnWorker:
         """Look for work now (a turn was recorded, or one ended)."""
         self._wake.set()
 
+    @property
+    def fix(self) -> FixCall:
+        """How the ledger makes a turn's completion body ahead of its run."""
+        return self._executor.fix_early
+
     def recorded(self, turn: Turn) -> None:
         """A turn was recorded here: look for work now, and show its place while it waits."""
         self._line[turn.turn_id] = _NOT_SHOWN
@@ -211,7 +216,7 @@ class TurnWorker:
                     list(self._channels),
                     self._config.lease,
                     free,
-                    fix=self._executor.fix_on_claim,
+                    fix=self._executor.fix_early,
                     finished=finished,
                 )
             except BaseException:

@@ -266,6 +266,65 @@ async def test_turns_finished_with_a_claim_free_their_thread_for_that_same_claim
     assert stored is not None and stored.status is TurnStatus.DELIVERED
 
 
+async def test_a_turn_recorded_on_a_quiet_thread_of_its_member_gets_its_body_at_once(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    bob = ChatUser("slack", "U2", workspace_id="T1", display_name="Bob")
+    await store.sessions.save(ThreadSession(thread(1), "sess-1", ALICE.key, "Alice", None, "fp0"))
+    await store.sessions.save(ThreadSession(thread(2), "sess-2", bob.key, "Bob"))
+    await store.sessions.save(ThreadSession(thread(5), "sess-5", ALICE.key, "Alice"))
+    await store.prompts.set(AdminPrompt("slack", "T1", "C1", "be brief", "admin"))
+    await store.users.save(StoredUser(ALICE.key, "slack", "slack", "U1", persona="a pirate"))
+    seen: list[tuple[str, str, PromptsInForce]] = []
+
+    def fix(made: Turn, session: ThreadSession, in_force: PromptsInForce) -> SamsarCall:
+        seen.append((made.event_key, session.session_id, in_force))
+        if made.event_key == "broken":
+            raise RuntimeError("cannot make a body")
+        return SamsarCall(session.session_id, False, "be brief", f"fp-{made.event_key}")
+
+    rate = Rate(per_second=100, burst=100)
+
+    async def record(key: str, where: ThreadRef) -> Recorded:
+        return await store.turns.record_in_thread(turn(key, where), where, rate=rate, fix=fix)
+
+    assert (await record("warm", thread(1))).written
+    assert (await record("behind", thread(1))).written  # "warm" is still to run
+    assert (await record("cold", thread(3))).written  # no session yet
+    assert (await record("bobs", thread(2))).owner == (bob.key, "Bob")  # not hers
+    with caplog.at_level(logging.WARNING, logger="storage.turns"):
+        assert (await record("broken", thread(5))).written
+    assert "completion body not fixed at record" in caplog.text
+    asked = {key: (session_id, in_force) for key, session_id, in_force in seen}
+    assert set(asked) == {"warm", "broken"}
+    workspace, channel, persona = asked["warm"][1]
+    assert workspace is None and channel is not None and channel.text == "be brief"
+    assert persona == "a pirate"
+    assert asked["warm"][1] == await store.prompts.in_force("slack", "T1", "C1", ALICE.key)
+    calls = {key: (await store.turns.get(key)) for key in ("warm", "behind", "cold", "broken")}
+    assert {key: made.call for key, made in calls.items() if made is not None} == {
+        "warm": SamsarCall("sess-1", False, "be brief", "fp-warm"),
+        "behind": None,  # fixed when claimed, once "warm" has moved the session on
+        "cold": None,
+        "broken": None,
+    }
+    # The claim of a turn with its body reads nothing more: one statement.
+    seen.clear()
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = store.db.engines[0]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        [warm] = [t for t in await store.turns.claim_some("w", ["slack"], LEASE, 1, fix=fix)]
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert warm.event_key == "warm" and warm.call == calls["warm"].call  # type: ignore[union-attr]
+    assert seen == [] and len(statements) == 1, statements
+
+
 async def test_a_claim_of_many_turns_fixes_and_finishes_them_in_a_few_statements(
     store: SqlStore,
 ) -> None:
