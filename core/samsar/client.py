@@ -158,6 +158,7 @@ class SamsarClient:
             raise ValueError("a Samsar API key is required")
         self._api_key = api_key
         self._base_url = check_base_url(base_url).rstrip("/")
+        self._urls: dict[str, httpx.URL] = {}
         self._owns_http = http is None
         self._http = http if http is not None else samsar_http()
         self._timeout = timeout
@@ -330,9 +331,11 @@ class SamsarClient:
         limit: float | None = None,
     ) -> _Reply:
         """Send one logical call; every retry reuses the same URL, headers and body bytes."""
-        url = f"{self._base_url}/{route.lstrip('/')}"
+        url: httpx.URL | str = f"{self._base_url}/{route.lstrip('/')}"
         if query:
             url = f"{url}?{query}"
+        else:  # a handful of routes: each parsed once
+            url = self._urls.get(route) or self._urls.setdefault(route, httpx.URL(url))
         headers = {"Authorization": f"Bearer {self._api_key}"}
         if body is not None:
             headers["Content-Type"] = "application/json"

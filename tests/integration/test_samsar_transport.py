@@ -25,7 +25,7 @@ from core.errors import SamsarError, SamsarTimeout, SamsarUnreachable
 from core.models import ExternalIdentity
 from core.samsar.client import SamsarClient
 from core.samsar.retry import RetryPolicy
-from core.samsar.transport import SamsarTransport
+from core.samsar.transport import SamsarTransport, samsar_http
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -140,6 +140,29 @@ async def test_a_streamed_body_goes_whole_with_its_length_and_connections_are_re
     assert b"transfer-encoding" not in head.lower()
     assert body == b"".join(bytes([65 + n % 26]) * 1000 for n in range(50))
     assert len(server.requests) == 3 and server.connections == 1
+
+
+@pytest.mark.parametrize("client", ["httpx's own", "the Samsar client's"])
+async def test_cookies_samsar_sets_are_not_sent_back(client: str) -> None:
+    """httpx's client keeps a cookie and sends it with the next request (the control); the
+    client `SamsarClient` makes for itself keeps none."""
+    answer = OK.replace(b"\r\n\r\n", b"\r\nSet-Cookie: lb=node-7; Path=/\r\n\r\n", 1)
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                server.requests.append(await read_request(reader))
+                writer.write(answer)
+                await writer.drain()
+
+    http = httpx.AsyncClient(transport=SamsarTransport()) if client == "httpx's own" else None
+    async with serving(answers) as server, http or samsar_http() as made:
+        for _ in range(2):
+            response = await made.post(f"{server.url}/v1/a", content=b"{}")
+            assert response.status_code == 200 and response.headers["set-cookie"]
+    sent_back = b"cookie: lb=node-7" in server.requests[1].lower()
+    assert sent_back is (client == "httpx's own")
+    assert b"cookie:" not in server.requests[0].lower()
 
 
 @pytest.mark.parametrize(
