@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.errors import BotError
 
@@ -224,11 +224,22 @@ class Rate:
 class Recorded:
     """What recording a member's turn came to: `written`, or not — a redelivery of an event
     recorded before, a thread that is another member's conversation (`owner`: their user key
-    and display name), or a member over their rate (`wait`: seconds until the next turn)."""
+    and display name), or a member over their rate (`wait`: seconds until the next turn).
+    `taken`: the turn as written, when it was leased to its recorder at once (see `Take`)."""
 
     written: bool
     owner: tuple[str, str | None] | None = None
     wait: float = 0.0
+    taken: Turn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """A recorder with room to run a turn now: the turn it records is leased to `owner` for
+    `lease` as it is written, when no turn of its thread is open (no claim to wait for)."""
+
+    owner: str
+    lease: timedelta
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from core.models import (
     Reply,
     SamsarCall,
     StoredUser,
+    Take,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -189,6 +190,7 @@ class TurnLedger(Protocol):
         *,
         rate: Rate | None = None,
         fix: FixCall | None = None,
+        take: Take | None = None,
     ) -> Recorded:
         """`record`, unless the thread is another member's conversation: its session's owner,
         or before its first answer the member whose open turn started it (then nothing is
@@ -197,7 +199,10 @@ class TurnLedger(Protocol):
         event is not counted). The member's allowance is one for every replica. With `fix`, a
         turn without a body whose thread is on a session, with no turn of it left to run
         before this one, is recorded with the body `fix` makes (the prompts in force as it is
-        recorded): its claim then reads nothing more (see `claim_some`)."""
+        recorded): its claim then reads nothing more (see `claim_some`). With `take`, a turn
+        to run is leased to its recorder as it is written, when no turn of its thread is open
+        (judged in the same snapshot that numbers it), and comes back as `taken`: there is no
+        claim to wait for."""
         ...
 
     async def claim(self, owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:

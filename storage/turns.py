@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     update,
@@ -52,6 +53,7 @@ from core.models import (
     Recorded,
     Reply,
     SamsarCall,
+    Take,
     ThreadRef,
     Turn,
     TurnStatus,
@@ -215,20 +217,42 @@ _NEXT_SEQ = (
     .scalar_subquery()
 )
 _INSERT_TURN = insert(_turns).values(seq=_NEXT_SEQ)
+# A turn taken by its recorder (`record_in_thread(take=)`): leased to it as it is written when
+# no turn of its thread is open, judged by the insert itself, in the snapshot that numbers it
+# (two replicas recording one thread at once pick one number: one insert fails, and runs
+# again seeing the other's turn).
+_QUIET = ~exists().where(_t.thread_key == bindparam("seq_thread_key"), _open(_t.status))
+_TAKEN: dict[str, ColumnElement[Any]] = {
+    "status": case(
+        (_QUIET, literal_column(f"'{TurnStatus.RUNNING.value}'")),
+        else_=literal_column(f"'{TurnStatus.RECEIVED.value}'"),
+    ),
+    "runs": case((_QUIET, literal_column("1")), else_=literal_column("0")),
+    "lease_owner": case((_QUIET, bindparam("take_owner", type_=String)), else_=null()),
+    "lease_expires_at": case(
+        (_QUIET, bindparam("take_until", type_=_t.lease_expires_at.type)), else_=null()
+    ),
+}
+_INSERT_TAKEN = insert(_turns).values(seq=_NEXT_SEQ, **_TAKEN).returning(*_turns.c)
+_NOT_VALUES = frozenset({"seq_thread_key", "take_owner", "take_until"})
 
 
 @functools.cache
-def _insert_with_token(columns: tuple[str, ...]) -> Insert:
+def _insert_with_token(columns: tuple[str, ...], taking: bool) -> Insert:
     """PostgreSQL: the insert of a turn whose values name `columns`, made only when a token is
     taken from its member's bucket in the same statement (a data-modifying `WITH`): one
-    round trip, and no token taken for an insert that fails. Returns a row when made."""
+    round trip, and no token taken for an insert that fails. Returns a row when made (the
+    whole row when `taking`, as `_INSERT_TAKEN`)."""
     token = token_cte()
-    named = [name for name in columns if name != "seq_thread_key"]
+    named = [name for name in columns if name not in _NOT_VALUES]
     # Bind names apart from the columns': the token's UPDATE would set a column its
     # parameters name (member_rates.user_key).
     binds = [bindparam(f"v_{name}", type_=_turns.c[name].type) for name in named]
-    made = select(*binds, _NEXT_SEQ).where(exists(select(token.c.tokens)))
-    return insert(_turns).from_select([*named, "seq"], made).add_cte(token).returning(_t.turn_id)
+    taken = list(_TAKEN.values()) if taking else []
+    made = select(*binds, _NEXT_SEQ, *taken).where(exists(select(token.c.tokens)))
+    into = [*named, "seq", *(_TAKEN if taking else [])]
+    returned = _turns.c if taking else [_t.turn_id]
+    return insert(_turns).from_select(into, made).add_cte(token).returning(*returned)
 
 
 _BY_EVENT = select(_turns).where(_t.event_key == bindparam("event_key"))
@@ -412,9 +436,12 @@ class SqlTurnLedger:
         *,
         rate: Rate | None = None,
         fix: FixCall | None = None,
+        take: Take | None = None,
     ) -> Recorded:
         """`record`, unless the thread is another member's conversation or the member is over
-        their `rate`; with `fix`, the body made now when it can be (one unit of work)."""
+        their `rate`; with `fix`, the body made now when it can be; with `take`, leased to its
+        recorder when its thread is quiet (one unit of work)."""
+        now = self._now()
         recorded = await self._insert_new(
             turn,
             _record_in_thread,
@@ -422,8 +449,10 @@ class SqlTurnLedger:
             self._values(turn),
             thread_params(thread),
             rate,
-            self._now().timestamp(),
+            now.timestamp(),
             fix,
+            take,
+            now + take.lease if take is not None else now,
         )
         return Recorded(written=False) if recorded is None else recorded
 
@@ -619,6 +648,8 @@ def _record_in_thread(
     rate: Rate | None,
     now: float,
     fix: FixCall | None,
+    take: Take | None,
+    until: datetime,
 ) -> Recorded:
     facts = {
         **thread,
@@ -641,19 +672,33 @@ def _record_in_thread(
         return Recorded(written=False)  # a redelivery (nor does it count against the rate)
     if fix is not None and not found.busy and values["call"] is None:
         values = _fixed_at_record(turn, values, found._mapping, fix)
+    taking = take is not None and values["status"] == TurnStatus.RECEIVED.value
+    if take is not None and taking:
+        values = {name: value for name, value in values.items() if name not in _TAKEN}
+        values |= {"take_owner": take.owner, "take_until": until}
     tried = False
     if rate is not None and conn.dialect.name == "postgresql":
         params = {f"v_{name}": value for name, value in values.items()}
-        params |= {"seq_thread_key": values["seq_thread_key"]}
+        params |= {name: values[name] for name in _NOT_VALUES if name in values}
         params |= token_params(values["user_key"], rate, now)
-        if conn.execute(_insert_with_token(tuple(values)), params).first() is not None:
-            return Recorded(written=True)
+        made = conn.execute(_insert_with_token(tuple(values), taking), params).first()
+        if made is not None:
+            return _recorded(made, take if taking else None)
         # No token taken: the member's first turn (no bucket yet), or over their rate.
         tried = True
     if rate is not None and (wait := take_token(conn, values["user_key"], rate, now, tried=tried)):
         return Recorded(written=False, wait=wait)
+    if take is not None and taking:
+        return _recorded(conn.execute(_INSERT_TAKEN, values).one(), take)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)
+
+
+def _recorded(row: Row[Any], take: Take | None) -> Recorded:
+    """A turn written: `taken` when its recorder holds its lease."""
+    if take is None or row.lease_owner != take.owner:
+        return Recorded(written=True)
+    return Recorded(written=True, taken=to_turn(row))
 
 
 def _fixed_at_record(

@@ -27,6 +27,7 @@ from core.models import (
     Reply,
     SamsarCall,
     StoredUser,
+    Take,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -155,6 +156,7 @@ class MemoryTurns:
         *,
         rate: Rate | None = None,
         fix: FixCall | None = None,
+        take: Take | None = None,
     ) -> Recorded:
         session = await self.sessions.get(thread) if self.sessions is not None else None
         owner: tuple[str, str | None] | None = None
@@ -171,7 +173,27 @@ class MemoryTurns:
                 return Recorded(written=False, wait=wait)
         if fix is not None and session is not None and turn.call is None:
             turn = await self._fixed_at_record(turn, session, fix)
-        return Recorded(written=await self.record(turn))
+        if not await self.record(turn):
+            return Recorded(written=False)
+        return Recorded(written=True, taken=self._taken(turn.turn_id, take))
+
+    def _taken(self, turn_id: str, take: Take | None) -> Turn | None:
+        """Leased to its recorder when no other turn of its thread is open."""
+        turn = self.rows[turn_id]
+        if take is None or turn.status is not TurnStatus.RECEIVED:
+            return None
+        others = [t for t in self.rows.values() if t.thread_key == turn.thread_key and t != turn]
+        if any(other.status.open for other in others):
+            return None
+        taken = replace(
+            turn,
+            status=TurnStatus.RUNNING,
+            lease_owner=take.owner,
+            lease_expires_at=self.now() + take.lease,
+            runs=1,
+        )
+        self.rows[turn_id] = taken
+        return taken
 
     async def _fixed_at_record(self, turn: Turn, session: ThreadSession, fix: FixCall) -> Turn:
         busy = (TurnStatus.RECEIVED, TurnStatus.RUNNING)

@@ -22,6 +22,7 @@ from core.models import (
     ImageOptions,
     LoginLink,
     Rate,
+    Recorded,
     Redo,
     SamsarCall,
     ThreadRef,
@@ -123,9 +124,15 @@ class ConversationService:
             route=route,
             call=call,
         )
-        recorded = await self._store.turns.record_in_thread(
-            turn, request.thread, rate=self._config.member_rate, fix=self.worker.fix
-        )
+        take = self.worker.reserve(turn.platform)
+        recorded: Recorded | None = None
+        try:
+            recorded = await self._store.turns.record_in_thread(
+                turn, request.thread, rate=self._config.member_rate, fix=self.worker.fix, take=take
+            )
+        finally:
+            if take is not None:
+                self.worker.taken(recorded.taken if recorded is not None else None)
         if recorded.owner is not None:
             raise NotThreadOwner(recorded.owner[1])
         if recorded.wait > 0:
@@ -138,7 +145,8 @@ class ConversationService:
                 extra={"event_key": event_key, "thread_key": request.thread.key},
             )
             return None
-        self.worker.recorded(turn)
+        if recorded.taken is None:
+            self.worker.recorded(turn)
         metrics.event(request.thread.platform, request.kind.value)
         return turn
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from core import metrics
 from core.errors import BotError, Undeliverable, Unexpected
-from core.models import Reply, Turn, TurnRequest, TurnStatus
+from core.models import Reply, Take, Turn, TurnRequest, TurnStatus
 from core.ports import Finished, FixCall, TurnChannel, TurnLedger
 from core.turns.executor import TurnExecutor
 
@@ -113,6 +113,8 @@ class TurnWorker:
         self._line: dict[str, int | str | None] = {}
         # Turns delivered (or given up) here, finished in the ledger with the next claim.
         self._finished: list[Finished] = []
+        self._reserved = 0  # places kept for turns being recorded here, to run at once
+        self._releasing: set[asyncio.Task[object]] = set()
 
     def attach(self, platform: str, channel: TurnChannel) -> None:
         """Take on the turns of `platform` (its adapter is ready to deliver them)."""
@@ -128,6 +130,29 @@ class TurnWorker:
     def fix(self) -> FixCall:
         """How the ledger makes a turn's completion body ahead of its run."""
         return self._executor.fix_early
+
+    def reserve(self, platform: str) -> Take | None:
+        """A place for a turn about to be recorded here, when there is one: the ledger leases
+        it to this worker as it is written if its thread is quiet. `taken` ends the
+        reservation, whatever the record came to."""
+        running = len(self._running) + self._reserved
+        if self._stopping or platform not in self._channels or running >= self._config.max_running:
+            return None
+        self._reserved += 1
+        return Take(self.owner, self._config.lease)
+
+    def taken(self, turn: Turn | None) -> None:
+        """End a reservation; work on `turn` now when the ledger leased it here."""
+        self._reserved -= 1
+        if turn is None:
+            return
+        if self._stopping:  # leased meanwhile: given back for another worker (or the next start)
+            task = asyncio.create_task(self._ledger.release(turn.turn_id, self.owner))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+            return
+        self._start(turn)
+        metrics.RUNNING.set(len(self._running))
 
     def recorded(self, turn: Turn) -> None:
         """A turn was recorded here: look for work now, and show its place while it waits."""
@@ -206,7 +231,8 @@ class TurnWorker:
         """Finish the turns done since, and claim as many turns as there are free places, in
         one go."""
         while True:
-            free = 0 if self._stopping else self._config.max_running - len(self._running)
+            room = self._config.max_running - len(self._running) - self._reserved
+            free = 0 if self._stopping else room
             finished, self._finished = self._finished, []
             if free <= 0 and not finished:
                 return
@@ -225,11 +251,14 @@ class TurnWorker:
             metrics.RUNNING.set(len(self._running) + len(turns))
             for turn in turns:
                 self._line.pop(turn.turn_id, None)
-                task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
-                self._running[turn.turn_id] = task
-                task.add_done_callback(self._done)
+                self._start(turn)
             if len(turns) < free or free <= 0:
                 return
+
+    def _start(self, turn: Turn) -> None:
+        task = asyncio.create_task(self._work(turn), name=f"turn:{turn.turn_id}")
+        self._running[turn.turn_id] = task
+        task.add_done_callback(self._done)
 
     async def _finish_now(self) -> None:
         """Finish what waits for the next claim (stopping: there will be none)."""

@@ -32,6 +32,7 @@ from core.models import (
     SamsarCall,
     SessionAdvance,
     StoredUser,
+    Take,
     ThreadRef,
     ThreadSession,
     Turn,
@@ -592,6 +593,63 @@ async def test_replicas_recording_one_thread_at_once_number_its_turns_in_order(
         async with stores[0].engine.connect() as conn:
             result = await conn.execute(text("SELECT seq FROM turns ORDER BY seq"))
             assert [row.seq for row in result] == list(range(1, 25))
+
+
+@pytest.mark.parametrize("rate", [None, Rate(per_second=100, burst=100)], ids=["free", "rated"])
+async def test_replicas_recording_one_quiet_thread_at_once_lease_only_its_first_turn(
+    database: Database, rate: Rate | None
+) -> None:
+    """Two replicas record turns of one quiet thread at the same moment, each offering to run
+    it at once: only the thread's first turn is leased (to its recorder), the others wait for
+    it, so the thread still runs one turn at a time, in order."""
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(
+                open_store(database.url, connect_args=database.connect_args, pool_size=4)
+            )
+            for _ in range(2)
+        ]
+        takes = [Take(f"replica-{n}", LEASE) for n in range(2)]
+        recorded = await asyncio.gather(
+            *(
+                stores[n % 2].turns.record_in_thread(
+                    turn(f"ev{n}", thread(1)), thread(1), rate=rate, take=takes[n % 2]
+                )
+                for n in range(16)
+            )
+        )
+        assert all(made.written for made in recorded)
+        [taken] = [made.taken for made in recorded if made.taken is not None]
+        async with stores[0].engine.connect() as conn:
+            result = await conn.execute(text("SELECT * FROM turns ORDER BY seq"))
+            rows = list(result)
+        assert [row.seq for row in rows] == list(range(1, 17))
+        first, *rest = rows
+        assert (first.turn_id, first.status, first.runs) == (taken.turn_id, "running", 1)
+        assert first.lease_owner == taken.lease_owner in ("replica-0", "replica-1")
+        assert taken.lease_expires_at is not None and taken.request is not None
+        assert all((row.status, row.lease_owner, row.runs) == ("received", None, 0) for row in rest)
+        # Nothing to claim until the first is done: its thread is busy.
+        assert await stores[1].turns.claim_some("w", ["slack"], LEASE, 9) == []
+
+
+async def test_a_turn_taken_at_record_is_not_claimed_by_another_worker(
+    clock_store: tuple[SqlStore, Clock],
+) -> None:
+    store, clock = clock_store
+    take = Take("recorder", LEASE)
+    quiet = await store.turns.record_in_thread(turn("a", thread(1)), thread(1), take=take)
+    assert quiet.taken is not None and quiet.taken.lease_expires_at == T0 + LEASE
+    assert quiet.taken.status is TurnStatus.RUNNING and quiet.taken.runs == 1
+    # A turn refused at intake is written completed: nothing to run, nothing to take.
+    refused = dataclasses.replace(turn("b", thread(2)), error=RateLimited(3.0))
+    assert (await store.turns.record_in_thread(refused, thread(2), take=take)).taken is None
+    [b] = await store.turns.claim_some("w", ["slack"], LEASE, 9)
+    assert b.event_key == "b"
+    await store.turns.finish(b.turn_id, "w", TurnStatus.DELIVERED)
+    clock.tick(seconds=LEASE.total_seconds() + 1)  # the recorder died: its lease runs out
+    [again] = await store.turns.claim_some("w", ["slack"], LEASE, 9)
+    assert again.event_key == "a" and again.runs == 2
 
 
 async def test_migrating_the_old_ledger_keeps_its_turns(database: Database) -> None:

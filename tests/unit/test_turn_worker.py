@@ -4,11 +4,23 @@ retention, and a ledger that fails for a moment."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import timedelta
+from typing import Any
 
 from core import errors
 from core.conversation.service import ConversationConfig, ConversationService
-from core.models import ChatUser, IncomingMessage, Reply, ThreadRef, TurnStatus
+from core.models import (
+    ChatUser,
+    IncomingMessage,
+    Recorded,
+    Reply,
+    ThreadRef,
+    Turn,
+    TurnKind,
+    TurnRequest,
+    TurnStatus,
+)
 from core.turns.executor import Patience
 from core.turns.worker import WorkerConfig
 from tests.fakes import FakeSamsar, MemoryStore
@@ -156,7 +168,14 @@ async def test_a_ledger_that_fails_for_a_moment_does_not_stop_the_worker() -> No
             raise failures.pop()
         return await real_claim(*args, **kwargs)  # type: ignore[arg-type]
 
+    real_record = store.turns.record_in_thread
+
+    async def left_to_a_claim(*args: Any, **kwargs: Any) -> Recorded:
+        kwargs.pop("take")  # as a turn another replica recorded: only a claim starts it
+        return await real_record(*args, **kwargs)
+
     store.turns.claim = flaky_claim  # type: ignore[method-assign]
+    store.turns.record_in_thread = left_to_a_claim  # type: ignore[method-assign]
     async with driving(service(samsar, store)) as bot:
         reply = await bot.ask(message("still there?", "e1"))
     assert reply is not None and failures == []
@@ -190,3 +209,38 @@ async def test_turns_that_wait_are_told_their_place_in_line_until_they_start() -
     # Nothing was shown for the turn that never waited, nor again once they started.
     assert first.turn_id not in {turn_id for turn_id, _ in bot.channel.waits}
     assert len(bot.channel.waits) == 2 and bot.channel.deliveries[0] == first.turn_id
+
+
+async def test_a_turn_recorded_here_runs_unclaimed_and_one_taken_while_stopping_is_given_back() -> (
+    None
+):
+    samsar, store = FakeSamsar(), MemoryStore()
+    claimed: list[str] = []
+    real_claim = store.turns.claim
+
+    async def noted(owner: str, platforms: Collection[str], lease: timedelta) -> Turn | None:
+        turn = await real_claim(owner, platforms, lease)
+        if turn is not None:
+            claimed.append(turn.event_key)
+        return turn
+
+    store.turns.claim = noted  # type: ignore[method-assign]
+    bot_service = service(samsar, store)
+    async with driving(bot_service) as bot:
+        reply = await bot.ask(message("quick", "e1"))
+        assert reply is not None and reply.text == "echo: quick"
+        assert claimed == []  # leased to this worker as it was recorded
+        worker = bot_service.worker
+        take = worker.reserve("slack")
+        assert take is not None and worker.reserve("elsewhere") is None  # no channel for it
+        await worker.drain(0)  # the process stops while a record is under way
+        second = message("late", "e2")
+        request = TurnRequest(second.user, second.thread, second.text, TurnKind.ASK)
+        turn = Turn("t2", "e2", "slack", THREAD.key, ALICE.key, "ask", request=request)
+        recorded = await store.turns.record_in_thread(turn, THREAD, take=take)
+        assert recorded.taken is not None
+        worker.taken(recorded.taken)
+        async with asyncio.timeout(5):
+            while (row := await store.turns.load("t2")) is None or row.lease_owner:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert row.status is TurnStatus.RUNNING and worker.running == 0
