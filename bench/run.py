@@ -49,6 +49,7 @@ from sqlalchemy.pool import NullPool
 from bots.bootstrap import settle
 from bots.discord.render import render
 from bots.slack.render import answer_pieces
+from core import offload
 from core.conversation.service import ConversationConfig, ConversationService
 from core.models import (
     ChatUser,
@@ -329,7 +330,8 @@ async def measure(url: str, base_url: str, label: str, quick: bool) -> dict[str,
         httpx.AsyncClient(timeout=120) as plain_http,
         bot(store, client) as driver,
     ):
-        settle()  # as `samsar-bot run` does once wired
+        settle()  # as `samsar-bot run` does once wired, and starts the picture workers
+        await offload.warm()
         bare = await Bare.ready(http, client, base_url)
         plain = Bare(plain_http, base_url, bare.body)
         p50, p99, statements = await overhead(driver, bare, store, 60 if quick else 300)

@@ -15,7 +15,14 @@ import typer
 from pydantic import ValidationError
 
 from bots import logs, texts
-from bots.bootstrap import App, MissingSettingError, SettingUnusable, opened_store, wire
+from bots.bootstrap import (
+    App,
+    MissingSettingError,
+    SettingUnusable,
+    opened_store,
+    wire,
+    workers_warming,
+)
 from bots.console.bot import ConsoleBot
 from bots.health import health_server
 from bots.supervisor import AllPlatformsFailed, Platform, serve
@@ -155,7 +162,7 @@ def console(
             raise _fail(f"Check DATA_DIR: {log_file} cannot be written: {exc.strerror}.") from None
 
     async def main() -> None:
-        async with wire(settings, sandbox=sandbox) as wired:
+        async with wire(settings, sandbox=sandbox) as wired, workers_warming():
             bot = ConsoleBot(
                 wired.service,
                 user_name=settings.console_user,
@@ -195,6 +202,7 @@ def run() -> None:
 
                 started["discord_shards"] = discord_shards(settings)
             log.info("samsar-bot starting", extra=started)
+            await stack.enter_async_context(workers_warming())
             await _check_token_keys(settings, wired.store)
             if settings.health_port is not None:
                 serving = health_server(

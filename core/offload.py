@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,28 @@ _given: str | None = None
 _lock = threading.Lock()
 
 
-def _start_worker(parcels: str) -> None:
-    """In a worker: its parent's parcel directory, and no log output of its own (the caller
-    logs what the result says)."""
+def _start_worker(parcels: str, parent: int) -> None:
+    """In a worker: its parent's parcel directory, no log output of its own (the caller logs
+    what the result says), and an end with its parent."""
     global _given
     _given = parcels
     logging.getLogger().handlers[:] = [logging.NullHandler()]
     logging.getLogger().setLevel(logging.CRITICAL)
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """Exit once `parent` is gone (perhaps before this worker started). A worker waits for
+    work on a pipe it holds both ends of (the pool's queue is handed over whole), so a parent
+    killed outright (SIGKILL, the OOM killer) would leave it, and the pool's resource
+    tracker, running for good."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_EVERY)  # the pace of a look at the parent, not a wait for an event
+    os._exit(0)
+
+
+_WATCH_EVERY = 0.5
+"""Seconds between a worker's looks at its parent."""
 
 
 def parcel_directory() -> str:
@@ -71,7 +87,10 @@ def _workers() -> concurrent.futures.ProcessPoolExecutor:
         if _pool is None:
             context = multiprocessing.get_context("spawn")
             _pool = concurrent.futures.ProcessPoolExecutor(
-                _WORKERS, mp_context=context, initializer=_start_worker, initargs=(parcels,)
+                _WORKERS,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(parcels, os.getpid()),
             )
         return _pool
 
@@ -83,6 +102,19 @@ async def offload(size: int, work: Callable[P, T], *args: P.args, **kwargs: P.kw
         return await asyncio.to_thread(work, *args, **kwargs)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_workers(), _call, work, args, kwargs)
+
+
+async def warm() -> None:
+    """Start the worker processes now, not at the first big picture: each is spawned from
+    the event loop's thread and takes a second or so to import what it runs, which the first
+    member to get a picture would wait for (and the loop stall for)."""
+    loop = asyncio.get_running_loop()
+    pool = _workers()
+    await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(_WORKERS)))
+
+
+def _ready() -> None:
+    import core.samsar.completion  # noqa: F401 (what a worker runs most: its imports done)
 
 
 def _call(work: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]) -> T:

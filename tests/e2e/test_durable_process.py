@@ -7,6 +7,7 @@ delivering the event again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import uuid
@@ -342,3 +343,41 @@ async def postgres_database() -> AsyncIterator[str]:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+async def test_picture_workers_start_with_the_bot_and_go_when_it_is_killed(
+    setup: Setup, tmp_path: Path
+) -> None:
+    async with bot_process(setup, tmp_path / "bot.log") as bot:
+        await started(bot, TAKING_SLACK)
+        # Before any picture: the first member to get one waits for no worker to start.
+        async with asyncio.timeout(30):
+            while not (workers := children(bot.pid)):  # noqa: ASYNC110 (polling /proc)
+                await asyncio.sleep(0.05)
+        bot.send(signal.SIGKILL)
+        await bot.wait()
+    async with asyncio.timeout(10):  # their parent gone, they end too
+        while alive(workers):  # noqa: ASYNC110 (polling /proc)
+            await asyncio.sleep(0.05)
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (not gone, nor exited and waiting to be reaped)."""
+    running = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state not in ("Z", "X"):
+                running.add(pid)
+    return running
