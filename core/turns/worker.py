@@ -114,7 +114,7 @@ class TurnWorker:
         # Turns delivered (or given up) here, finished in the ledger with the next claim.
         self._finished: list[Finished] = []
         self._reserved = 0  # places kept for turns being recorded here, to run at once
-        self._releasing: set[asyncio.Task[object]] = set()
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def attach(self, platform: str, channel: TurnChannel) -> None:
         """Take on the turns of `platform` (its adapter is ready to deliver them)."""
@@ -147,7 +147,7 @@ class TurnWorker:
         if turn is None:
             return
         if self._stopping:  # leased meanwhile: given back for another worker (or the next start)
-            task = asyncio.create_task(self._ledger.release(turn.turn_id, self.owner))
+            task = asyncio.create_task(self._release(turn.turn_id))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
             return
@@ -199,15 +199,21 @@ class TurnWorker:
         stop them. Samsar keeps each call's result under its key for the resume."""
         left = dict(self._running)
         for turn_id in left:
-            try:
-                await self._ledger.release(turn_id, self.owner)
-            except Exception:
-                log.warning("could not release a turn", extra={"turn_id": turn_id}, exc_info=True)
+            await self._release(turn_id)
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))
         for task in left.values():
             task.cancel()
         if left:
             await asyncio.gather(*left.values(), return_exceptions=True)
             log.info("turns left to recovery", extra={"count": len(left)})
+
+    async def _release(self, turn_id: str) -> None:
+        """Give a turn's lease back (when that fails, the lease expires)."""
+        try:
+            await self._ledger.release(turn_id, self.owner)
+        except Exception:
+            log.warning("could not release a turn", extra={"turn_id": turn_id}, exc_info=True)
 
     async def _loop(self) -> None:
         last_prune = -self._config.prune_every

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +84,22 @@ def turn(key: str, where: ThreadRef | None = None, *, platform: str = "slack") -
         request=request,
         route='{"channel": "C1"}',
     )
+
+
+@contextlib.contextmanager
+def statements_sent(store: SqlStore) -> Iterator[list[str]]:
+    """The statements `store` sends to its database while the block runs."""
+    sent: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    engine = store.db.engines[0]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
 
 
 @pytest.fixture
@@ -311,17 +327,8 @@ async def test_a_turn_recorded_on_a_quiet_thread_of_its_member_gets_its_body_at_
     }
     # The claim of a turn with its body reads nothing more: one statement.
     seen.clear()
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = store.db.engines[0]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        [warm] = [t for t in await store.turns.claim_some("w", ["slack"], LEASE, 1, fix=fix)]
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    with statements_sent(store) as statements:
+        [warm] = await store.turns.claim_some("w", ["slack"], LEASE, 1, fix=fix)
     assert warm.event_key == "warm" and warm.call == calls["warm"].call  # type: ignore[union-attr]
     assert seen == [] and len(statements) == 1, statements
 
@@ -338,27 +345,18 @@ async def test_a_claim_of_many_turns_fixes_and_finishes_them_in_a_few_statements
     def fix(claimed: Turn, session: ThreadSession, in_force: PromptsInForce) -> SamsarCall:
         return SamsarCall(session.session_id, False, None, f"fp-{claimed.event_key}")
 
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = store.db.engines[0]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(store) as statements:
         claimed = await store.turns.claim_some("w", ["slack"], LEASE, 100, fix=fix)
-        assert len(claimed) == many
-        # the claim, the sessions (two statements), the bodies (two)
-        assert len(statements) == 5, statements
-        for made in claimed:
-            assert made.call is not None and made.call.session_id == f"sess-{made.event_key[1:]}"
-            assert await store.turns.complete(made.turn_id, "w", Reply("hi"), latency_ms=1)
-        statements.clear()
-        done = [Finished(made.turn_id, TurnStatus.DELIVERED, images=False) for made in claimed]
+    assert len(claimed) == many
+    # the claim, the sessions (two statements), the bodies (two)
+    assert len(statements) == 5, statements
+    for made in claimed:
+        assert made.call is not None and made.call.session_id == f"sess-{made.event_key[1:]}"
+        assert await store.turns.complete(made.turn_id, "w", Reply("hi"), latency_ms=1)
+    done = [Finished(made.turn_id, TurnStatus.DELIVERED, images=False) for made in claimed]
+    with statements_sent(store) as statements:
         assert await store.turns.claim_some("w", ["slack"], LEASE, 100, finished=done) == []
-        assert len(statements) == 3, statements  # two finishes (64 + 6), the claim
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 3, statements  # two finishes (64 + 6), the claim
     for made in claimed:
         stored = await store.turns.load(made.turn_id)
         assert stored is not None and stored.status is TurnStatus.DELIVERED
