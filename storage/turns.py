@@ -672,24 +672,25 @@ def _record_in_thread(
         return Recorded(written=False)  # a redelivery (nor does it count against the rate)
     if fix is not None and not found.busy and values["call"] is None:
         values = _fixed_at_record(turn, values, found._mapping, fix)
-    taking = take is not None and values["status"] == TurnStatus.RECEIVED.value
-    if take is not None and taking:
+    # Only a turn to run is taken (one refused at intake is written completed).
+    taking = take if values["status"] == TurnStatus.RECEIVED.value else None
+    if taking is not None:
         values = {name: value for name, value in values.items() if name not in _TAKEN}
-        values |= {"take_owner": take.owner, "take_until": until}
+        values |= {"take_owner": taking.owner, "take_until": until}
     tried = False
     if rate is not None and conn.dialect.name == "postgresql":
         params = {f"v_{name}": value for name, value in values.items()}
         params |= {name: values[name] for name in _NOT_VALUES if name in values}
         params |= token_params(values["user_key"], rate, now)
-        made = conn.execute(_insert_with_token(tuple(values), taking), params).first()
+        made = conn.execute(_insert_with_token(tuple(values), taking is not None), params).first()
         if made is not None:
-            return _recorded(made, take if taking else None)
+            return _recorded(made, taking)
         # No token taken: the member's first turn (no bucket yet), or over their rate.
         tried = True
     if rate is not None and (wait := take_token(conn, values["user_key"], rate, now, tried=tried)):
         return Recorded(written=False, wait=wait)
-    if take is not None and taking:
-        return _recorded(conn.execute(_INSERT_TAKEN, values).one(), take)
+    if taking is not None:
+        return _recorded(conn.execute(_INSERT_TAKEN, values).one(), taking)
     conn.execute(_INSERT_TURN, values)
     return Recorded(written=True)
 

@@ -331,11 +331,9 @@ class SamsarClient:
         limit: float | None = None,
     ) -> _Reply:
         """Send one logical call; every retry reuses the same URL, headers and body bytes."""
-        url: httpx.URL | str = f"{self._base_url}/{route.lstrip('/')}"
+        url = self._url(route)
         if query:
-            url = f"{url}?{query}"
-        else:  # a handful of routes: each parsed once
-            url = self._urls.get(route) or self._urls.setdefault(route, httpx.URL(url))
+            url = url.copy_with(query=query.encode())
         headers = {"Authorization": f"Bearer {self._api_key}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -353,6 +351,13 @@ class SamsarClient:
             return await self._send(request, route, number, limit)
 
         return await run_with_retry(attempt, self._retry, sleep=self._sleep)
+
+    def _url(self, route: str) -> httpx.URL:
+        """The route's address, parsed once (there are a handful)."""
+        url = self._urls.get(route)
+        if url is None:
+            url = self._urls[route] = httpx.URL(f"{self._base_url}/{route.lstrip('/')}")
+        return url
 
     async def _send(self, request: httpx.Request, route: str, attempt: int, limit: float) -> _Reply:
         """One attempt, logged as one line (route, status, attempt, latency, Samsar's error
