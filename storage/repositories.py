@@ -42,6 +42,7 @@ from core.models import (
     ThreadSession,
 )
 from core.ports import PromptsInForce
+from storage import direct
 from storage.database import Database
 from storage.tables import (
     AdminPromptRow,
@@ -492,9 +493,10 @@ def take_token(
     UPDATE has just found no token (`token_cte`), so the bucket is looked at first."""
     params = token_params(user_key, rate, now)
     for attempt in range(3):
-        if (attempt or not tried) and conn.execute(_TAKE_TOKEN, params).first() is not None:
+        if (attempt or not tried) and direct.fetch(conn, _TAKE_TOKEN, params):
             return 0.0
-        row = conn.execute(_BUCKET, params).first()
+        found = direct.fetch(conn, _BUCKET, params)
+        row = found[0] if found else None
         if row is None:
             try:  # (autocommit on PostgreSQL; SQLite has one writer, so no race there)
                 conn.execute(

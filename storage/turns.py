@@ -60,6 +60,7 @@ from core.models import (
     WaitingTurn,
 )
 from core.ports import Finished, FixCall
+from storage import direct
 from storage.database import Database
 from storage.repositories import (
     ADVANCE,
@@ -632,7 +633,7 @@ class SqlTurnLedger:
 
 
 def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
-    return int(conn.execute(stmt, params).rowcount or 0)
+    return direct.rowcount(conn, stmt, params)
 
 
 def _insert(conn: Connection, values: dict[str, Any]) -> bool:
@@ -657,7 +658,7 @@ def _record_in_thread(
         "user_key": turn.user_key,
         "busy_thread_key": turn.thread_key,
     }
-    found = conn.execute(_RECORD_FACTS, facts).one()
+    (found,) = direct.fetch(conn, _RECORD_FACTS, facts)
     owner: tuple[str, str | None] | None = None
     if found.owner_key is not None:
         owner = (found.owner_key, found.owner_display)
@@ -682,16 +683,17 @@ def _record_in_thread(
         params = {f"v_{name}": value for name, value in values.items()}
         params |= {name: values[name] for name in _NOT_VALUES if name in values}
         params |= token_params(values["user_key"], rate, now)
-        made = conn.execute(_insert_with_token(tuple(values), taking is not None), params).first()
-        if made is not None:
-            return _recorded(made, taking)
+        made = direct.fetch(conn, _insert_with_token(tuple(values), taking is not None), params)
+        if made:
+            return _recorded(made[0], taking)
         # No token taken: the member's first turn (no bucket yet), or over their rate.
         tried = True
     if rate is not None and (wait := take_token(conn, values["user_key"], rate, now, tried=tried)):
         return Recorded(written=False, wait=wait)
     if taking is not None:
-        return _recorded(conn.execute(_INSERT_TAKEN, values).one(), taking)
-    conn.execute(_INSERT_TURN, values)
+        (made,) = direct.fetch(conn, _INSERT_TAKEN, values)
+        return _recorded(made, taking)
+    direct.rowcount(conn, _INSERT_TURN, values)
     return Recorded(written=True)
 
 
@@ -734,7 +736,7 @@ def _claim(
     images: list[bool],
 ) -> list[Turn]:
     _finish_all(conn, done, images)
-    turns = [_with_images(conn, row) for row in conn.execute(claim, params).all()]
+    turns = [_with_images(conn, row) for row in direct.fetch(conn, claim, params)]
     if fix is not None:
         turns = _fixed(conn, turns, params["owner"], fix)
     return _oldest_first(turns)
@@ -808,11 +810,11 @@ def _complete(
     advance: dict[str, Any] | None,
 ) -> bool:
     if advance is not None and conn.dialect.name == "postgresql":
-        completed = conn.execute(_COMPLETE_ADVANCING, {**params, **advance}).rowcount == 1
+        completed = direct.rowcount(conn, _COMPLETE_ADVANCING, {**params, **advance}) == 1
     else:
         if advance is not None:
-            conn.execute(ADVANCE, advance)
-        completed = conn.execute(_COMPLETE, params).rowcount == 1
+            direct.rowcount(conn, ADVANCE, advance)
+        completed = direct.rowcount(conn, _COMPLETE, params) == 1
     if not completed:
         return False
     if images and conn.dialect.name == "sqlite":
@@ -851,7 +853,9 @@ def _finish_all(conn: Connection, done: list[dict[str, Any]], images: list[bool]
     for (holder, status, now), ids in groups.items():
         for some in in_statements(ids):
             params = {"holder": holder, "new_status": status, "now": now} | _ids(some)
-            finished.update(conn.execute(_finish_statement(len(some)), params).scalars())
+            finished.update(
+                row[0] for row in direct.fetch(conn, _finish_statement(len(some)), params)
+            )
     for params in done:
         if params["id"] not in finished:
             log.warning("finish of a turn not held", extra={"turn_id": params["id"]})

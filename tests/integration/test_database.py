@@ -52,6 +52,36 @@ async def test_connections_the_server_closed_are_replaced_and_the_unit_runs_agai
         await admin.dispose()
 
 
+@needs_postgres
+async def test_a_statement_sent_on_the_cursor_on_a_closed_connection_runs_again(
+    pg_database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # storage.direct: the lost connection is invalidated as SQLAlchemy's own execution does.
+    name = f"samsar-test-{uuid.uuid4().hex[:8]}"
+    args = {
+        "server_settings": {**pg_database.connect_args["server_settings"], "application_name": name}
+    }
+    assert PG_URL is not None
+    admin = create_async_engine(PG_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with open_store(pg_database.url, connect_args=args) as store:
+            await store.turns.save_posted("no-such-turn", "x")  # the pool now holds one
+            async with admin.connect() as conn:
+                killed = await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                )
+                assert killed.scalar_one() >= 1
+            with caplog.at_level(logging.WARNING, logger="storage.database"):
+                await store.turns.save_posted("no-such-turn", "y")
+            assert "database connection lost" in caplog.text
+    finally:
+        await admin.dispose()
+
+
 class _Refused(Exception):
     """A unit that fails after writing."""
 
