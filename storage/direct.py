@@ -17,6 +17,7 @@ execution, a column's Python default) runs through `Connection.execute`, unchang
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NoReturn, cast
 
@@ -25,6 +26,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
+
+log = logging.getLogger(__name__)
 
 _Convert = Callable[[Any], Any] | None
 
@@ -111,14 +114,19 @@ class _Compiled:
 
 # By the statement's identity and its parameters' names. The statement is kept with it, so
 # that identity is never another's: the statements run here are module constants, or made
-# once per shape (`functools.cache`).
+# once per shape (`functools.cache`). A statement made afresh for every call would fill this
+# up: past `_KEPT` entries, statements not seen yet go through `Connection.execute`.
 _compiled: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled | None]] = {}
+_KEPT = 256
 
 
 def _for(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> _Compiled | None:
     key = (id(stmt), conn.dialect.name, tuple(sorted(params)))
     found = _compiled.get(key)
     if found is None:
+        if len(_compiled) >= _KEPT:
+            log.warning("too many statements to compile ahead; the rest run as they are")
+            return None
         try:
             found = _compiled[key] = (stmt, _Compiled(stmt, conn.dialect, key[2]))
         except ValueError:
@@ -170,7 +178,7 @@ def _raise(conn: Connection, sql: str, args: tuple[Any, ...], cursor: Any, error
     opened before it): the statement goes once more through `exec_driver_sql`, fails there
     the same way, and is raised as SQLAlchemy raises it."""
     if conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor):
-        conn.exec_driver_sql(sql, args)
+        conn.exec_driver_sql(sql, args)  # (a connection taken for lost is: this fails too)
     raise DBAPIError.instance(
         sql, args, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
     ) from error

@@ -169,3 +169,19 @@ async def test_listeners_hear_every_statement(store: SqlStore) -> None:
         await store.db.run_autocommit(lambda conn: direct.rowcount(conn, _BUMP, {"key": "a"}))
     assert len(sent) == 2
     assert sent[0].startswith("SELECT") and sent[1].startswith("UPDATE")
+
+
+async def test_statements_made_afresh_each_time_stop_being_kept(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _with_things(store)
+    monkeypatch.setattr(direct, "_compiled", {})
+    monkeypatch.setattr(direct, "_KEPT", 3)
+
+    def read(conn: Connection) -> list[object]:
+        fresh = select(_things.c.name).where(_things.c.name == bindparam("key"))
+        return [tuple(row) for row in direct.fetch(conn, fresh, {"key": "a"})]
+
+    for _ in range(5):  # the last two run through SQLAlchemy, and still answer
+        assert await store.db.run(read) == [("a",)]
+    assert len(direct._compiled) == 3
