@@ -18,6 +18,7 @@ execution, a column's Python default) runs through `Connection.execute`, unchang
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NoReturn, cast
 
@@ -118,6 +119,7 @@ class _Compiled:
 # up: past `_KEPT` entries, statements not seen yet go through `Connection.execute`.
 _compiled: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled | None]] = {}
 _KEPT = 256
+_full = threading.Event()  # said once in the log
 
 
 def _for(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> _Compiled | None:
@@ -125,7 +127,9 @@ def _for(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> _Comp
     found = _compiled.get(key)
     if found is None:
         if len(_compiled) >= _KEPT:
-            log.warning("too many statements to compile ahead; the rest run as they are")
+            if not _full.is_set():
+                _full.set()
+                log.warning("more statements than storage.direct keeps; the rest run as is")
             return None
         try:
             found = _compiled[key] = (stmt, _Compiled(stmt, conn.dialect, key[2]))

@@ -3,6 +3,8 @@ through SQLAlchemy's `Connection.execute`, on both backends."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -172,16 +174,19 @@ async def test_listeners_hear_every_statement(store: SqlStore) -> None:
 
 
 async def test_statements_made_afresh_each_time_stop_being_kept(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     await _with_things(store)
     monkeypatch.setattr(direct, "_compiled", {})
     monkeypatch.setattr(direct, "_KEPT", 3)
+    monkeypatch.setattr(direct, "_full", threading.Event())
 
     def read(conn: Connection) -> list[object]:
         fresh = select(_things.c.name).where(_things.c.name == bindparam("key"))
         return [tuple(row) for row in direct.fetch(conn, fresh, {"key": "a"})]
 
-    for _ in range(5):  # the last two run through SQLAlchemy, and still answer
-        assert await store.db.run(read) == [("a",)]
+    with caplog.at_level(logging.WARNING, logger="storage.direct"):
+        for _ in range(5):  # the last two run through SQLAlchemy, and still answer
+            assert await store.db.run(read) == [("a",)]
     assert len(direct._compiled) == 3
+    assert caplog.text.count("more statements than storage.direct keeps") == 1
