@@ -4,9 +4,11 @@ not a failed turn (the pool does not ping at every checkout)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,66 +22,63 @@ from storage.store import SqlStore, open_store
 from tests.integration.conftest import PG_URL, Database, needs_postgres
 
 
-@needs_postgres
-async def test_connections_the_server_closed_are_replaced_and_the_unit_runs_again(
-    pg_database: Database, caplog: pytest.LogCaptureFixture
-) -> None:
+@contextlib.asynccontextmanager
+async def _store_and_killer(
+    pg_database: Database,
+) -> AsyncIterator[tuple[SqlStore, Callable[[], Awaitable[None]]]]:
+    """A store on PostgreSQL, and a call that has the server close its connections (as a
+    restart or an idle timeout of a proxy would)."""
     name = f"samsar-test-{uuid.uuid4().hex[:8]}"
     args = {
         "server_settings": {**pg_database.connect_args["server_settings"], "application_name": name}
     }
     assert PG_URL is not None
     admin = create_async_engine(PG_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+    async def kill() -> None:
+        async with admin.connect() as conn:
+            killed = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = :name"
+                ),
+                {"name": name},
+            )
+            assert killed.scalar_one() >= 1
+
     try:
         async with open_store(pg_database.url, connect_args=args) as store:
-            user = StoredUser("discord:1", "discord", "discord", "1")
-            await store.users.save(user)  # the pool now holds an open connection
-            async with admin.connect() as conn:
-                killed = await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = :name"
-                    ),
-                    {"name": name},
-                )
-                assert killed.scalar_one() >= 1
-            with caplog.at_level(logging.WARNING, logger="storage.database"):
-                assert await store.users.get("discord:1") == user  # one statement, autocommit
-                await store.users.save(user)
-                assert await store.turns.claim_some("w", ["discord"], timedelta(seconds=5), 4) == []
-            assert "database connection lost" in caplog.text
+            yield store, kill
     finally:
         await admin.dispose()
+
+
+@needs_postgres
+async def test_connections_the_server_closed_are_replaced_and_the_unit_runs_again(
+    pg_database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _store_and_killer(pg_database) as (store, kill):
+        user = StoredUser("discord:1", "discord", "discord", "1")
+        await store.users.save(user)  # the pool now holds an open connection
+        await kill()
+        with caplog.at_level(logging.WARNING, logger="storage.database"):
+            assert await store.users.get("discord:1") == user  # one statement, autocommit
+            await store.users.save(user)
+            assert await store.turns.claim_some("w", ["discord"], timedelta(seconds=5), 4) == []
+        assert "database connection lost" in caplog.text
 
 
 @needs_postgres
 async def test_a_statement_sent_on_the_cursor_on_a_closed_connection_runs_again(
     pg_database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # storage.direct: the lost connection is invalidated as SQLAlchemy's own execution does.
-    name = f"samsar-test-{uuid.uuid4().hex[:8]}"
-    args = {
-        "server_settings": {**pg_database.connect_args["server_settings"], "application_name": name}
-    }
-    assert PG_URL is not None
-    admin = create_async_engine(PG_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with open_store(pg_database.url, connect_args=args) as store:
-            await store.turns.save_posted("no-such-turn", "x")  # the pool now holds one
-            async with admin.connect() as conn:
-                killed = await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = :name"
-                    ),
-                    {"name": name},
-                )
-                assert killed.scalar_one() >= 1
-            with caplog.at_level(logging.WARNING, logger="storage.database"):
-                await store.turns.save_posted("no-such-turn", "y")
-            assert "database connection lost" in caplog.text
-    finally:
-        await admin.dispose()
+    # storage.direct: the lost connection is handed to SQLAlchemy, which drops it and its peers.
+    async with _store_and_killer(pg_database) as (store, kill):
+        await store.turns.save_posted("no-such-turn", "x")  # the pool now holds one
+        await kill()
+        with caplog.at_level(logging.WARNING, logger="storage.database"):
+            await store.turns.save_posted("no-such-turn", "y")
+        assert "database connection lost" in caplog.text
 
 
 class _Refused(Exception):
