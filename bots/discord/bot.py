@@ -116,11 +116,12 @@ class SamsarDiscordBot(commands.AutoShardedBot):
             # Discord's recommended count, all here. Asked now, so the shards connect to
             # DISCORD_GATEWAY_URL: discord.py would take the URL of this answer instead.
             self.shard_count, _, _ = await self.http.get_bot_gateway()
+        invite = None
         if self.application_id is not None:
-            url = discord.utils.oauth_url(
+            invite = discord.utils.oauth_url(
                 self.application_id, permissions=PERMISSIONS, scopes=INVITE_SCOPES
             )
-            log.info("discord invite url", extra={"url": url})
+            log.info("discord invite url", extra={"url": invite})
         await self.add_cog(ChatCog(self.service, self.settings, self.turns))
         await self.add_cog(MessagesCog(self, self.service, self.settings, self.turns))
         await self.add_cog(ImagineCog(self.service, self.settings, self.turns))
@@ -134,7 +135,18 @@ class SamsarDiscordBot(commands.AutoShardedBot):
         for guild_id in guild_ids:
             guild = discord.Object(int(guild_id))
             self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
+            try:
+                synced = await self.tree.sync(guild=guild)
+            except discord.Forbidden:  # one wrong id in DISCORD_GUILD_IDS stops nothing else
+                log.error(
+                    "operator error: Discord refused the commands for server %s in"
+                    " DISCORD_GUILD_IDS: the bot is not in it, or was invited without the"
+                    " applications.commands scope; invite it with %s",
+                    guild_id,
+                    invite or "the URL of the Discord set-up",
+                    extra={"guild_id": guild_id},
+                )
+                continue
             log.info("commands synced", extra={"guild_id": guild_id, "count": len(synced)})
         if not guild_ids:
             synced = await self.tree.sync()

@@ -176,7 +176,9 @@ async def running_harness(
         # The real client, pointed at the fake (monkeypatch restores both after the test).
         monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base_url}/api/v10")
         monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway.url))
-        guild_ids = ",".join(str(guild_id) for guild_id in fake.guild_ids)
+        guild_ids = overrides.pop(
+            "discord_guild_ids", ",".join(str(guild_id) for guild_id in fake.guild_ids)
+        )
         settings = Settings(discord_token=TOKEN, discord_guild_ids=guild_ids, **overrides)
         service = ConversationService(samsar, store, conversation_config(settings))
         bot = SamsarDiscordBot(

@@ -317,6 +317,9 @@ class FakeDiscord(ChannelRoutes, InteractionRoutes, GuildRoutes):
         if request.match_info["app_id"] != str(self.app_id):
             raise Refusal(403, 50001, "Missing Access")
         guild = request.match_info.get("guild_id")
+        if guild is not None and int(guild) not in self.joined:
+            # A server the bot is not in (or was invited to without applications.commands).
+            raise Refusal(403, 50001, "Missing Access")
         raw = await request.json()
         synced = []
         for command in check_commands(raw):

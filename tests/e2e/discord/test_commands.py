@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import discord
@@ -15,7 +16,7 @@ from bots.discord.bot import SamsarDiscordBot, run_discord
 from core.conversation.service import ConversationConfig, ConversationService
 from core.settings import Settings
 from tests.e2e.discord import payloads as p
-from tests.e2e.discord.conftest import ADA, ALICE, BOB, Harness, option, sub
+from tests.e2e.discord.conftest import ADA, ALICE, BOB, Harness, option, running_harness, sub
 from tests.e2e.discord.fake_discord import TOKEN, FakeDiscord
 from tests.fakes import FakeSamsar, MemoryStore
 
@@ -43,6 +44,24 @@ async def test_start_up_asks_for_message_content_and_syncs_commands_to_the_guild
     assert int(synced["prompt"]["default_member_permissions"]) == p.MANAGE_GUILD
     assert "global" not in fake.commands
     assert fake.gateway.heartbeats >= 1
+
+
+async def test_a_server_the_bot_is_not_in_is_named_to_the_operator_and_the_rest_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeDiscord()
+    stranger = p.snowflake()
+    ids = f"{stranger},{fake.guild_id}"
+    with caplog.at_level(logging.ERROR, logger="bots.discord.bot"):
+        async with running_harness(tmp_path, monkeypatch, fake=fake, discord_guild_ids=ids) as h:
+            assert {c["name"] for c in fake.commands[str(fake.guild_id)]} >= {"chat", "imagine"}
+            assert str(stranger) not in fake.commands
+            answer = await h.answer(await h.slash("chat", option("prompt", "hello")))
+            assert answer.content.startswith("Sandbox reply #1: hello")  # it serves the rest
+    refused = [r for r in caplog.records if str(stranger) in r.getMessage()]
+    assert len(refused) == 1
+    assert "applications.commands" in refused[0].getMessage()
+    assert "oauth2/authorize" in refused[0].getMessage()  # the invite URL, to mend it
 
 
 async def test_run_discord_serves_the_wired_app_until_cancelled(
