@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn, cast
 
 from sqlalchemy import Connection
+from sqlalchemy import Row as SqlRow
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -49,6 +50,10 @@ class Row(tuple[Any, ...]):
     @property
     def _mapping(self) -> dict[str, Any]:
         return {name: self[index] for name, index in self._names.items()}
+
+
+AnyRow = Row | SqlRow[Any]
+"""A row of `fetch`: ours, or SQLAlchemy's where the statement went through `execute`."""
 
 
 class _Compiled:
@@ -138,11 +143,11 @@ def _for(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> _Comp
     return found[1]
 
 
-def fetch(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> list[Any]:
+def fetch(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Sequence[AnyRow]:
     """The rows `stmt` returns."""
     compiled = _for(conn, stmt, params)
     if compiled is None:
-        return list(conn.execute(stmt, dict(params)).all())
+        return conn.execute(stmt, dict(params)).all()
     cursor = _execute(conn, compiled, params)
     try:
         return compiled.rows(cursor)

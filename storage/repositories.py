@@ -118,7 +118,7 @@ def _upsert(
     return stmt.on_conflict_do_update(index_elements=list(keys), set_=new)
 
 
-def _pick(row: RowMapping, cls: type[Any], *, skip: Sequence[str] = ()) -> dict[str, Any]:
+def _pick(row: Mapping[Any, Any], cls: type[Any], *, skip: Sequence[str] = ()) -> dict[str, Any]:
     """The row's values for the dataclass `cls`'s fields."""
     return {f.name: row[f.name] for f in fields(cls) if f.name not in skip}
 
@@ -133,7 +133,7 @@ def thread_params(thread: ThreadRef) -> dict[str, str]:
     }
 
 
-def thread_session(row: RowMapping) -> ThreadSession:
+def thread_session(row: Mapping[Any, Any]) -> ThreadSession:
     """A thread_sessions row as the core's value."""
     return ThreadSession(
         thread=ThreadRef(row["platform"], row["workspace_id"], row["channel_id"], row["thread_id"]),
@@ -363,7 +363,9 @@ def session_in_force_and(*more: ColumnElement[Any]) -> Select[Any]:
     ).select_from(one.outerjoin(_SESSIONS_WITH_PROMPTS, _THREAD_MATCH))
 
 
-def in_force_of(thread: ThreadRef, row: RowMapping) -> tuple[ThreadSession, PromptsInForce] | None:
+def in_force_of(
+    thread: ThreadRef, row: Mapping[Any, Any]
+) -> tuple[ThreadSession, PromptsInForce] | None:
     """The session and prompts in force a `session_in_force_and` row tells; None without a
     session."""
     if row["session_id"] is None:
@@ -423,7 +425,7 @@ def sessions_in_force(
     return found
 
 
-def _in_force(thread: ThreadRef, row: RowMapping) -> PromptsInForce:
+def _in_force(thread: ThreadRef, row: Mapping[Any, Any]) -> PromptsInForce:
     scopes = (("workspace", ""), ("channel", thread.channel_id))
     workspace, channel = (
         None

@@ -24,6 +24,7 @@ from core.models import (
     TurnRequest,
     TurnStatus,
 )
+from storage.direct import AnyRow
 from storage.tables import TurnImageRow, TurnRow
 
 
@@ -120,7 +121,7 @@ def dump_error(error: BotError) -> str:
     return json.dumps(to_record(error))
 
 
-def to_turn(row: TurnRow | Row[Any], images: Sequence[TurnImageRow | Row[Any]] = ()) -> Turn:
+def to_turn(row: TurnRow | AnyRow, images: Sequence[TurnImageRow | Row[Any]] = ()) -> Turn:
     """A row as a core `Turn`."""
     return Turn(
         turn_id=row.turn_id,

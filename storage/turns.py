@@ -17,7 +17,7 @@ import functools
 import logging
 import random
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -25,8 +25,6 @@ from sqlalchemy import (
     BigInteger,
     BindParameter,
     Connection,
-    Row,
-    RowMapping,
     Select,
     String,
     Update,
@@ -691,13 +689,13 @@ def _record_in_thread(
     if rate is not None and (wait := take_token(conn, values["user_key"], rate, now, tried=tried)):
         return Recorded(written=False, wait=wait)
     if taking is not None:
-        (made,) = direct.fetch(conn, _INSERT_TAKEN, values)
-        return _recorded(made, taking)
+        (taken,) = direct.fetch(conn, _INSERT_TAKEN, values)
+        return _recorded(taken, taking)
     direct.rowcount(conn, _INSERT_TURN, values)
     return Recorded(written=True)
 
 
-def _recorded(row: Row[Any], take: Take | None) -> Recorded:
+def _recorded(row: direct.AnyRow, take: Take | None) -> Recorded:
     """A turn written: `taken` when its recorder holds its lease."""
     if take is None or row.lease_owner != take.owner:
         return Recorded(written=True)
@@ -705,7 +703,7 @@ def _recorded(row: Row[Any], take: Take | None) -> Recorded:
 
 
 def _fixed_at_record(
-    turn: Turn, values: dict[str, Any], found: RowMapping, fix: FixCall
+    turn: Turn, values: dict[str, Any], found: Mapping[Any, Any], fix: FixCall
 ) -> dict[str, Any]:
     """`values` with the turn's completion body, when its thread is on a session and no turn
     of it is left to run before this one (which would move the session on): its claim then
@@ -722,7 +720,7 @@ def _fixed_at_record(
     return values if call is None else {**values, "call": dump_call(call)}
 
 
-def _with_images(conn: Connection, row: Row[Any]) -> Turn:
+def _with_images(conn: Connection, row: direct.AnyRow) -> Turn:
     images = conn.execute(_IMAGES_OF, {"id": row.turn_id}).all() if row.reply else []
     return to_turn(row, images)
 
