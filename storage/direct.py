@@ -178,6 +178,12 @@ def _execute(conn: Connection, compiled: _Compiled, params: Mapping[str, Any]) -
     except conn.dialect.loaded_dbapi.Error as error:
         cursor.close()
         _raise(conn, compiled.sql, args, cursor, error)
+    except BaseException:
+        # Stopped mid-statement (a cancelled task, an exit): the connection may be halfway
+        # through its protocol, so it is not used again, as SQLAlchemy has it.
+        if not conn.invalidated:
+            conn.invalidate()
+        raise
     return cursor
 
 

@@ -3,6 +3,7 @@ through SQLAlchemy's `Connection.execute`, on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,6 +21,8 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    event,
+    func,
     insert,
     literal,
     select,
@@ -30,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import direct
 from storage.store import SqlStore
 from storage.tables import UTCDateTime
+from tests.integration.conftest import needs_postgres
 from tests.integration.test_turn_ledger import statements_sent
 
 _meta = MetaData()
@@ -190,3 +194,30 @@ async def test_statements_made_afresh_each_time_stop_being_kept(
             assert await store.db.run(read) == [("a",)]
     assert len(direct._compiled) == 3
     assert caplog.text.count("more statements than storage.direct keeps") == 1
+
+
+@needs_postgres
+async def test_a_statement_stopped_midway_leaves_its_connection_unused(pg_store: SqlStore) -> None:
+    sleep = select(func.pg_sleep(bindparam("seconds")))
+    invalidated: list[object] = []
+    event.listen(pg_store.db.engine.sync_engine, "invalidate", lambda *a: invalidated.append(a))
+    task = asyncio.create_task(
+        pg_store.db.run(lambda conn: direct.fetch(conn, sleep, {"seconds": 30}))
+    )
+    async with asyncio.timeout(10):  # until the server runs it
+        while not await pg_store.db.run_autocommit(_sleeping):  # noqa: ASYNC110 (polling)
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(invalidated) == 1
+    answer = await pg_store.db.run(lambda conn: direct.fetch(conn, sleep, {"seconds": 0}))
+    assert len(answer) == 1  # the next unit has a sound connection
+
+
+def _sleeping(conn: Connection) -> bool:
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+        " AND state = 'active'"
+    )
+    return bool(found.scalar_one())
