@@ -11,8 +11,9 @@ before: on PostgreSQL SQLAlchemy's asyncpg adapter (its prepared-statement cache
 asyncpg's errors), on SQLite the standard library driver. A failure is raised as SQLAlchemy
 would raise it (an `IntegrityError` is one; a lost connection invalidated, for the unit to run
 again on a fresh one); a statement stopped midway (a cancelled task) leaves its connection
-unused; and the engine's `before_cursor_execute` listeners hear of every statement. A statement with values made at execution (an expanding IN, a literal bound at
-execution, a column's Python default) runs through `Connection.execute`, unchanged.
+unused; and the engine's `before_cursor_execute` listeners hear of every statement. A
+statement with values made at execution (an expanding IN, a literal bound at execution, a
+column's Python default) runs through `Connection.execute`, unchanged.
 """
 
 from __future__ import annotations
