@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -22,6 +23,16 @@ log = logging.getLogger(__name__)
 # answer within the client's timeout).
 WEB_API_ERRORS = (SlackClientError, aiohttp.ClientError, TimeoutError)
 STOP_WITHIN = 15.0  # seconds an update in flight gets to finish before the answer goes
+
+
+PLACEHOLDER_EVENT = "samsar_turn"
+"""The event type of the metadata a placeholder carries: its turn's id, so that the turn, run
+again after a crash that lost the placeholder's ts, finds it and takes it over."""
+
+
+def placeholder_metadata(turn_id: str) -> dict[str, Any]:
+    """The message metadata of a turn's placeholder."""
+    return {"event_type": PLACEHOLDER_EVENT, "event_payload": {"turn_id": turn_id}}
 
 
 def api_error(exc: SlackApiError) -> str | None:
@@ -68,6 +79,7 @@ class Progress:
         drawing: bool,
         every: float = 3.0,
         placeholder_ts: str | None = None,
+        turn_id: str | None = None,
     ) -> None:
         self._client = client
         self._place = place
@@ -76,6 +88,7 @@ class Progress:
         self._ticker: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.placeholder_ts = placeholder_ts
+        self._turn_id = turn_id
 
     async def __aenter__(self) -> Progress:
         started = time.monotonic()
@@ -87,6 +100,7 @@ class Progress:
                     channel=self._place.channel,
                     thread_ts=self._place.thread_ts,
                     text=texts.THINKING,
+                    metadata=placeholder_metadata(self._turn_id) if self._turn_id else None,
                 )
                 self.placeholder_ts = response.get("ts")
             else:  # posted by an earlier try, or to show the turn's place in line

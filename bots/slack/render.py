@@ -20,7 +20,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots import texts as shared_texts
 from bots.slack import buttons, texts
 from bots.slack.mrkdwn import escape, split_mrkdwn, to_mrkdwn
-from bots.slack.progress import WEB_API_ERRORS, Place, api_error, error_code
+from bots.slack.progress import (
+    PLACEHOLDER_EVENT,
+    WEB_API_ERRORS,
+    Place,
+    api_error,
+    error_code,
+    placeholder_metadata,
+)
 from bots.slack.routes import Sent
 from core.models import Reply, ReplyImage
 
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 # chat.update errors that mean the placeholder cannot be edited any more (deleted, too old):
 # the answer is posted as a new message instead. Any other error is retried as it is.
 _PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+_PAGES = 5  # pages of a thread (200 messages each) looked through for an earlier placeholder
 
 Block = dict[str, Any]
 ANSWER_PIECES = 5
@@ -169,12 +177,44 @@ class Renderer:
             unfurl_media=False,
         )
 
-    async def placeholder(self, place: Place, text: str) -> str:
-        """Post a placeholder (plain text) in the thread; its ts."""
+    async def placeholder(self, place: Place, text: str, turn_id: str) -> str:
+        """Post a turn's placeholder (plain text) in the thread; its ts."""
         response = await self._client.chat_postMessage(
-            channel=place.channel, thread_ts=place.thread_ts, text=escape(text), parse="none"
+            channel=place.channel,
+            thread_ts=place.thread_ts,
+            text=escape(text),
+            parse="none",
+            metadata=placeholder_metadata(turn_id),
         )
         return str(response["ts"])
+
+    async def find_placeholder(self, place: Place, turn_id: str) -> str | None:
+        """The ts of a placeholder of this turn already in the thread (posted by a run that
+        died before keeping its ts), or None; a failure only logs (a new one is posted)."""
+        cursor = None
+        try:
+            for _ in range(_PAGES):
+                page = await self._client.conversations_replies(
+                    channel=place.channel,
+                    ts=place.thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                for message in reversed(page.get("messages") or []):
+                    metadata = message.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if (
+                        metadata.get("event_type") == PLACEHOLDER_EVENT
+                        and payload.get("turn_id") == turn_id
+                    ):
+                        return str(message["ts"])
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except WEB_API_ERRORS as exc:
+            log.info("earlier placeholder not looked for", extra={"error": error_code(exc)})
+        return None
 
     async def edit(self, place: Place, ts: str, text: str) -> None:
         """Put plain text in a message the bot posted (a placeholder)."""

@@ -80,7 +80,7 @@ class SlackTurns:
             if await posted.save_while_waiting(sent.dump()):
                 await renderer.edit(route.place, sent.placeholder, text)
         else:
-            sent.placeholder = await renderer.placeholder(route.place, text)
+            sent.placeholder = await renderer.placeholder(route.place, text, turn.turn_id)
             if not await posted.save_while_waiting(sent.dump()):
                 # It started meanwhile, and its worker shows its own placeholder.
                 await renderer.delete(route.place, sent.placeholder)
@@ -92,12 +92,17 @@ class SlackTurns:
         """A "Thinking…" placeholder (or the assistant status line) counting the seconds."""
         route, sent = Route.load(turn.route), Sent.load(posted.value)
         workspace = await self._workspace(route)
+        placeholder = sent.placeholder
+        if placeholder is None and turn.runs > 1 and not route.assistant:
+            # An earlier run may have died between posting its placeholder and keeping it.
+            placeholder = await workspace.renderer.find_placeholder(route.place, turn.turn_id)
         progress = Progress(
             workspace.client,
             route.place,
             drawing=request.kind is TurnKind.IMAGINE,
             every=self._progress_every,
-            placeholder_ts=sent.placeholder,
+            placeholder_ts=placeholder,
+            turn_id=turn.turn_id,
         )
         async with progress:
             if progress.placeholder_ts != sent.placeholder:

@@ -170,6 +170,64 @@ async def test_slack_sigkill_mid_completion_replaces_the_placeholder_once(
     assert len(completions(setup)) == 1 and charged_slack(setup) == 1
 
 
+async def _killed_before_the_placeholder_was_kept(setup: Setup, tmp_path: Path, at: str) -> None:
+    """A slow mention answered by a bot that dies between posting "Thinking…" and keeping its
+    ts in the ledger (made here by taking the kept ts away before the kill), then by another."""
+    fake = setup.slack
+    assert fake is not None
+    log = tmp_path / "bot.log"
+    engine = create_engine(setup.database_url)
+    try:
+        async with bot_process(setup, log) as bot:
+            await started(bot, TAKING_SLACK)
+            await fake.socket.connected()
+            envelope = await fake.socket.send("events_api", sp.mention("slow one #slow=2", at=at))
+            await fake.wait_until(lambda: envelope in fake.socket.acks)
+            await in_flight(setup)
+            await wait_for_turns(engine, lambda rows: bool(rows and rows[0]["posted"]))
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE turns SET posted = ''"))
+            await bot.kill()
+        async with bot_process(setup, log) as again:
+            await started(again, TAKING_SLACK, count=2)
+            await fake.wait_until(
+                lambda: any("Sandbox reply" in m.section_text() for m in fake.thread(CHANNEL, at)),
+                within=30,
+            )
+            await ledger_shows(setup, ["delivered"])
+    finally:
+        await engine.dispose()
+    assert len(completions(setup)) == 1 and charged_slack(setup) == 1
+
+
+async def test_slack_sigkill_before_the_placeholder_was_kept_takes_that_placeholder_over(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # The turn, run again, finds that placeholder by the turn id it carries, and answers in it.
+    assert setup.slack is not None
+    at = sp.ts()
+    await _killed_before_the_placeholder_was_kept(setup, tmp_path, at)
+    [reply] = setup.slack.thread(CHANNEL, at)  # one message: no "Thinking…" left behind
+    assert reply.versions[0] == "_Thinking…_"
+    assert reply.section_text().startswith("Sandbox reply #1: slow one")
+
+
+async def test_slack_a_placeholder_not_found_again_costs_a_second_one_and_nothing_else(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # The look for it refused (a token without the history scopes): a new placeholder, the
+    # answer in it, once; the earlier one stays as it was.
+    fake = setup.slack
+    assert fake is not None
+    fake.fail("conversations.replies", 5, "missing_scope")
+    at = sp.ts()
+    await _killed_before_the_placeholder_was_kept(setup, tmp_path, at)
+    assert [call.method for call in fake.calls].count("conversations.replies") == 1
+    left, answer = fake.thread(CHANNEL, at)
+    assert left.versions[0] == "_Thinking…_" and "Sandbox reply" not in left.section_text()
+    assert answer.section_text().startswith("Sandbox reply #1: slow one")
+
+
 async def test_sigkill_after_samsar_answered_delivers_the_stored_reply_without_a_second_call(
     setup: Setup, tmp_path: Path
 ) -> None:

@@ -55,6 +55,7 @@ class Message:
     blocks: list[dict[str, Any]]
     versions: list[str] = field(default_factory=list)
     deleted: bool = False
+    metadata: dict[str, Any] | None = None  # as posted (an event type and its payload)
 
     def section_text(self) -> str:
         """The mrkdwn of its section blocks (or its text when it has none)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -135,15 +136,69 @@ def auth_test(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def _metadata(params: dict[str, Any]) -> dict[str, Any] | None:
+    """A message's `metadata` as Slack checks it: an event type (letters, digits, `_`) and an
+    object of a payload; a JSON string in a form."""
+    raw = params.get("metadata")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SlackError("invalid_metadata_format") from None
+    if not isinstance(raw, dict) or set(raw) != {"event_type", "event_payload"}:
+        raise SlackError("invalid_metadata_format")
+    kind, payload = raw["event_type"], raw["event_payload"]
+    if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,255}", kind):
+        raise SlackError("invalid_metadata_format")
+    if not isinstance(payload, dict):
+        raise SlackError("invalid_metadata_format")
+    return raw
+
+
 def post_message(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     """chat.postMessage."""
     channel = _channel(fake, params)
     text, blocks = _content(params)
+    metadata = _metadata(params)
     ts = fake.next_ts()
     thread_ts = params.get("thread_ts") or None
-    message = Message(channel, ts, thread_ts, text, blocks, versions=[text])
+    message = Message(channel, ts, thread_ts, text, blocks, versions=[text], metadata=metadata)
     fake.messages.append(message)
     return {"channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
+
+
+def replies(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
+    """conversations.replies: the bot's messages of a thread, oldest first, their metadata
+    only when asked for (`include_all_metadata`), `limit` a page (a cursor for the next)."""
+    channel = _channel(fake, params)
+    _need(params, "ts")
+    limit = int(params.get("limit") or 1000)
+    if not 1 <= limit <= 1000:
+        raise SlackError("invalid_limit")
+    found = [m for m in fake.thread(channel, str(params["ts"]))]
+    start = int(params.get("cursor") or 0)
+    page = found[start : start + limit]
+    with_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
+    messages = []
+    for message in page:
+        shown: dict[str, Any] = {
+            "type": "message",
+            "ts": message.ts,
+            "thread_ts": message.thread_ts,
+            "text": message.text,
+            "bot_id": fake.current.bot_id if fake.current else None,
+        }
+        if with_metadata and message.metadata is not None:
+            shown["metadata"] = message.metadata
+        messages.append(shown)
+    more = start + limit < len(found)
+    return {
+        "messages": messages,
+        "has_more": more,
+        "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+    }
 
 
 def update(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +370,7 @@ METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "chat.update": update,
     "chat.delete": delete,
     "chat.postEphemeral": post_ephemeral,
+    "conversations.replies": replies,
     "users.info": users_info,
     "files.getUploadURLExternal": get_upload_url,
     "files.completeUploadExternal": complete_upload,
