@@ -57,6 +57,7 @@ class Sent:
     images: int = 0  # images already uploaded
     slow: bool = False  # the member was told Samsar is slow
     status: bool = False  # an assistant status line is up
+    pending: bool = False  # a note of its place in line was being posted: it may be up
     messages: list[str] = field(default_factory=list)
 
     def dump(self) -> str:

@@ -80,7 +80,13 @@ class SlackTurns:
             if await posted.save_while_waiting(sent.dump()):
                 await renderer.edit(route.place, sent.placeholder, text)
         else:
+            # Said before it is posted: a crash between posting it and keeping its ts would
+            # leave it up, and the run then finds it (and answers in it) only when told to look.
+            sent.pending = True
+            if not await posted.save_while_waiting(sent.dump()):
+                return  # it started meanwhile
             sent.placeholder = await renderer.placeholder(route.place, text, turn.turn_id)
+            sent.pending = False
             if not await posted.save_while_waiting(sent.dump()):
                 # It started meanwhile, and its worker shows its own placeholder.
                 await renderer.delete(route.place, sent.placeholder)
@@ -93,9 +99,11 @@ class SlackTurns:
         route, sent = Route.load(turn.route), Sent.load(posted.value)
         workspace = await self._workspace(route)
         placeholder = sent.placeholder
-        if placeholder is None and turn.runs > 1 and not route.assistant:
-            # An earlier run may have died between posting its placeholder and keeping it.
+        if placeholder is None and (turn.runs > 1 or sent.pending) and not route.assistant:
+            # An earlier run, or the note of its place in line, may have died between posting
+            # its placeholder and keeping it.
             placeholder = await workspace.renderer.find_placeholder(route.place, turn.turn_id)
+            sent.pending = False
         progress = Progress(
             workspace.client,
             route.place,

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bots.slack.routes import Sent
 from sandbox.app import running_sandbox
 from sandbox.state import SandboxConfig
 from storage.engine import create_engine
@@ -226,6 +227,48 @@ async def test_slack_a_placeholder_not_found_again_costs_a_second_one_and_nothin
     left, answer = fake.thread(CHANNEL, at)
     assert left.versions[0] == "_Thinking…_" and "Sandbox reply" not in left.section_text()
     assert answer.section_text().startswith("Sandbox reply #1: slow one")
+
+
+async def test_slack_sigkill_before_a_note_of_waiting_was_kept_answers_in_that_note(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # A turn behind a running one shows that it waits; the process dies between posting that
+    # note and keeping its ts (made here by putting back what was kept before the post). The
+    # turn, when it runs, finds the note by the turn id it carries and answers in it.
+    fake = setup.slack
+    assert fake is not None
+    root = sp.ts()
+    engine = create_engine(setup.database_url)
+    log = tmp_path / "bot.log"
+    try:
+        async with bot_process(setup, log) as bot:
+            await started(bot, TAKING_SLACK)
+            await fake.socket.connected()
+            for event in (
+                sp.mention("slow one #slow=3", at=root),
+                sp.message("and then?", thread_ts=root),
+            ):
+                envelope = await fake.socket.send("events_api", event)
+                await fake.wait_until(lambda e=envelope: e in fake.socket.acks)
+            rows = await wait_for_turns(  # the note is up, and its ts kept
+                engine,
+                lambda rows: len(rows) == 2 and Sent.load(rows[1]["posted"]).placeholder,
+            )
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE turns SET posted = :sent WHERE turn_id = :id"),
+                    {"sent": Sent(pending=True).dump(), "id": rows[1]["turn_id"]},
+                )
+            await bot.kill()
+        async with bot_process(setup, log) as again:
+            await started(again, TAKING_SLACK, count=2)
+            await ledger_shows(setup, ["delivered", "delivered"])
+    finally:
+        await engine.dispose()
+    first, second = fake.thread(CHANNEL, root)  # no note of waiting left behind
+    assert first.section_text().startswith("Sandbox reply #1: slow one")
+    assert second.versions[0] == "Waiting for the previous answer in this conversation…"
+    assert second.section_text().startswith("Sandbox reply #2: and then?")
 
 
 async def test_sigkill_after_samsar_answered_delivers_the_stored_reply_without_a_second_call(

@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from sqlalchemy import event
+
 from bots.slack.translate import message_key
 from tests.e2e.slack import payloads
 from tests.e2e.slack.conftest import Slack, running_slack
@@ -143,6 +145,33 @@ async def test_a_message_behind_a_running_answer_says_it_waits_then_is_answered(
     assert "_Thinking…_" in second.versions  # taken over when it started
     assert second.section_text().startswith("Sandbox reply #2: and then?")
     assert len(slack.completions()) == 2
+
+
+async def test_a_note_of_waiting_is_said_in_the_ledger_before_it_is_posted(slack: Slack) -> None:
+    # So that a crash between posting it and keeping its ts leaves a mark the run looks for.
+    marks: list[int] = []  # Web API calls made when the ledger was told a note is coming
+
+    def note(_conn: object, _cursor: object, _sql: str, parameters: object, *_: object) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        if any(isinstance(v, str) and '"pending": true' in v for v in values):
+            marks.append(len(slack.fake.calls))
+
+    engine = slack.store.db.engines[0]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        root = payloads.ts()
+        await slack.event(payloads.mention("slow one #slow=2", at=root))
+        await slack.event(payloads.message("and then?", thread_ts=root))
+        await slack.settle()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    [posted_at] = [
+        n
+        for n, call in enumerate(slack.fake.calls)
+        if call.method == "chat.postMessage" and str(call.params.get("text")).startswith("Waiting")
+    ]
+    assert marks and marks[0] <= posted_at
+    assert slack.fake.calls[posted_at].params["metadata"]["event_payload"]["turn_id"]
 
 
 async def test_health_check_answers(slack_http: Slack) -> None:
