@@ -219,7 +219,9 @@ def check(run: Run, setup: Setup, rows: list[dict[str, object]]) -> None:
     for thread in range(THREADS):
         ours = [t for t in run.turns if t.thread == thread]
         posts = run.fake.thread(sp.CHANNEL, ours[0].root)
-        assert all("Thinking" not in m.section_text() for m in posts), posts  # no placeholder left
+        for m in posts:  # no placeholder left, nor a note of waiting
+            text = m.section_text()
+            assert "Thinking" not in text and "Waiting" not in text and "in line" not in text, posts
         markers = [answer_to(m) for m in posts]
         assert None not in markers, posts  # every post is an answer: no note left behind
         order = [next(t.index for t in ours if t.marker == marker) for marker in markers]
