@@ -39,6 +39,8 @@ _PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit
 _PAGES = 5  # pages of a thread (200 messages each) looked through for an earlier placeholder
 
 Block = dict[str, Any]
+
+
 ANSWER_PIECES = 5
 """A longer answer is not posted whole: its beginning, then the whole of it as a file."""
 
@@ -201,15 +203,12 @@ class Renderer:
                     limit=200,
                     cursor=cursor,
                 )
-                for message in reversed(page.get("messages") or []):
-                    metadata = message.get("metadata") or {}
-                    payload = metadata.get("event_payload") or {}
-                    if (
-                        metadata.get("event_type") == PLACEHOLDER_EVENT
-                        and payload.get("turn_id") == turn_id
-                    ):
+                messages = page.get("messages")
+                for message in reversed(messages if isinstance(messages, list) else []):
+                    if _placeholder_of(message, turn_id):
                         return str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                more = page.get("response_metadata")
+                cursor = more.get("next_cursor") if isinstance(more, dict) else None
                 if not cursor:
                     return None
         except WEB_API_ERRORS as exc:
@@ -315,3 +314,15 @@ class Renderer:
             title=title[:250],
             alt_txt=title[:1000],
         )
+
+
+def _placeholder_of(message: object, turn_id: str) -> bool:
+    """Whether a message of `conversations.replies` is this turn's placeholder (anything
+    shaped otherwise is not)."""
+    if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+        return False
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != PLACEHOLDER_EVENT:
+        return False
+    payload = metadata.get("event_payload")
+    return isinstance(payload, dict) and payload.get("turn_id") == turn_id
