@@ -526,16 +526,20 @@ class SqlTurnLedger:
         """Keep the turn's member's 👍/👎 on its answer (the last one counts); False when the
         turn is gone or not theirs."""
         params = {"id": turn_id, "member": user_key, "value": value}
-        return await self._db.run_autocommit(_rowcount, _SAVE_FEEDBACK, params) > 0
+        return await self._db.run_autocommit(direct.rowcount, _SAVE_FEEDBACK, params) > 0
 
     async def save_posted(self, turn_id: str, posted: str) -> None:
         """Keep what the adapter has posted so far for this turn."""
-        await self._db.run_autocommit(_rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted})
+        await self._db.run_autocommit(
+            direct.rowcount, _SAVE_POSTED, {"id": turn_id, "value": posted}
+        )
 
     async def save_posted_while_waiting(self, turn_id: str, posted: str) -> bool:
         """`save_posted`, only while the turn is received and not leased; True when kept."""
         params = {"id": turn_id, "value": posted}
-        return bool(await self._db.run_autocommit(_rowcount, _SAVE_POSTED_WHILE_WAITING, params))
+        return bool(
+            await self._db.run_autocommit(direct.rowcount, _SAVE_POSTED_WHILE_WAITING, params)
+        )
 
     async def waiting(self, platforms: Collection[str], limit: int) -> list[WaitingTurn]:
         """Turns not started yet, oldest first, each with whether an earlier open turn of its
@@ -624,14 +628,10 @@ class SqlTurnLedger:
 
     async def _owned_update(self, stmt: Update, turn_id: str, owner: str, **values: Any) -> bool:
         params = {"id": turn_id, "holder": owner, **values}
-        return bool(await self._db.run_autocommit(_rowcount, stmt, params))
+        return bool(await self._db.run_autocommit(direct.rowcount, stmt, params))
 
 
 # --- units of work -----------------------------------------------------------------------
-
-
-def _rowcount(conn: Connection, stmt: Any, params: dict[str, Any]) -> int:
-    return direct.rowcount(conn, stmt, params)
 
 
 def _insert(conn: Connection, values: dict[str, Any]) -> bool:
